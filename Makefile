@@ -1,0 +1,28 @@
+# `make repro` and `make test` are the two commands a newcomer needs (see README.md).
+VENV ?= .venv
+PYTHON ?= python3
+# Stages call `python -m lstm_ae`; putting the venv first on PATH makes DVC find the right one.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: install repro test test-fast ui
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -r requirements.lock
+	$(VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed   ## create .venv with the exact pinned versions
+
+repro: install                ## run the whole pipeline on params.yaml
+	dvc repro
+
+test: install                 ## every test, the end-to-end pipeline runs included
+	pytest
+
+test-fast: install            ## unit tests only
+	pytest -m "not slow"
+
+ui: install                   ## browse the runs at http://127.0.0.1:5000
+	mlflow ui --backend-store-uri sqlite:///mlflow.db

@@ -1,0 +1,74 @@
+"""One command line over the pipeline stages; dvc.yaml and MLproject call it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+STAGES = {
+    "fetch": "download the CIFAR-10 archive (or copy a mirror) and verify its md5",
+    "preprocess": "read the archive safely, reshape to 32x96 row sequences, split train/validation",
+    "eda": "figures and brightness statistics of the training images",
+    "train": "train the LSTM autoencoder and log the run to MLflow",
+    "evaluate": "test MSE/PSNR/SSIM next to the PCA baseline, figures, all into the training run",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lstm-ae",
+        description="LSTM autoencoder on CIFAR-10. Run the whole pipeline with `dvc repro`; "
+        "each stage is also a subcommand here.",
+    )
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for name, summary in STAGES.items():
+        stage = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+        stage.add_argument("--params", type=Path, default=Path("params.yaml"), help="settings file (default: %(default)s)")
+        stage.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only")
+    return parser
+
+
+def _configure_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # TensorFlow's C++ start-up chatter hides the lines that matter; errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _progress_wanted(quiet: bool) -> bool:
+    """Bars in a terminal; plain log lines when piped, under CI or with --quiet."""
+    return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def run_stage(name: str, params: Path, quiet: bool = False) -> object:
+    """Validate params.yaml first, then import and run one stage (imports are heavy: TensorFlow)."""
+    from lstm_ae.config import load_config
+
+    cfg = load_config(params)
+    module = importlib.import_module(f"lstm_ae.stages.{name}")
+    if name in ("fetch", "preprocess"):
+        return module.run(cfg, progress=_progress_wanted(quiet))
+    return module.run(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.quiet)
+    from lstm_ae.config import ConfigError
+    from lstm_ae.errors import UserError
+
+    try:
+        run_stage(args.stage, args.params, args.quiet)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; outputs from before this run are unchanged", file=sys.stderr)
+        return 130
+    return 0

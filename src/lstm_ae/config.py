@@ -1,0 +1,119 @@
+"""params.yaml -> frozen, validated settings; every error is one line that names the key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lstm_ae.errors import UserError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Width = Annotated[int, Field(gt=0, le=4096)]
+
+
+class ConfigError(UserError, ValueError):
+    """A params.yaml problem, phrased as ``file: key: what is expected``."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors (a typo must not silently fall back to a default), and settings
+    # are immutable once loaded so no stage can change what was recorded.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FetchConfig(_Section):
+    url: str = Field(min_length=1)
+    md5: str
+    retries: Annotated[int, Field(ge=0, le=100)]
+    timeout_s: Annotated[float, Field(gt=0)]
+
+    @field_validator("md5")
+    @classmethod
+    def _hex_md5(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-fA-F]{32}", value):
+            raise ValueError("expected 32 hexadecimal characters (the output of `md5sum FILE`)")
+        return value.lower()
+
+
+class PreprocessConfig(_Section):
+    val_fraction: Annotated[float, Field(gt=0, lt=1)]
+
+
+class EdaConfig(_Section):
+    scatter_samples: Annotated[int, Field(ge=10, le=1_000_000)]
+
+
+class ModelConfig(_Section):
+    encoder_widths: tuple[Width, ...] = Field(min_length=1)
+    decoder_widths: tuple[Width, ...] = Field(min_length=1)
+    head: Literal["lstm", "dense"]
+
+    @property
+    def latent_size(self) -> int:
+        """Width of the code vector: the last encoder LSTM's output."""
+        return self.encoder_widths[-1]
+
+
+class TrainConfig(_Section):
+    learning_rate: Annotated[float, Field(gt=0, le=1)]
+    batch_size: Annotated[int, Field(gt=0, le=65536)]
+    max_epochs: PositiveInt
+    patience: PositiveInt
+
+
+class EvaluateConfig(_Section):
+    examples: Annotated[int, Field(ge=1, le=10)]
+    best_worst: Annotated[int, Field(ge=1, le=20)]
+
+
+class Config(_Section):
+    seed: Annotated[int, Field(ge=0, lt=2**32)]
+    fetch: FetchConfig
+    preprocess: PreprocessConfig
+    eda: EdaConfig
+    model: ModelConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (check the spelling against the README's params table)"
+    if error["type"] == "missing":
+        return f"{key}: missing; add it"
+    return f"{key}: {message} (got {error['input']!r})"
+
+
+def parse_config(raw: Any, source: str = "params.yaml") -> Config:
+    """Validate an already-parsed params mapping; raise ConfigError naming the first bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ConfigError(f"{source}: {_describe(errors[0])}{more}") from None
+
+
+def load_config(path: Path = Path("params.yaml")) -> Config:
+    """Read and validate params.yaml, failing before any work with a one-line message."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found; run from the project root or pass --params") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: YAML syntax error at {where}: {problem}") from None
+    return parse_config(raw, str(path))

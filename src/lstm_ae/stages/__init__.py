@@ -1,0 +1,1 @@
+"""Thin pipeline stages: each reads its params, calls the core, writes its dvc.yaml outs, logs to MLflow."""

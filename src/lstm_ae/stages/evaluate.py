@@ -1,0 +1,90 @@
+"""evaluate: score the model on the test set next to PCA at the same code size, in the training run."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+
+from lstm_ae import figures, metrics, tracking
+from lstm_ae.atomic import atomic_dir, write_text
+from lstm_ae.baselines import pca_reconstruct
+from lstm_ae.config import Config
+from lstm_ae.dataset import load_dataset
+from lstm_ae.paths import EDA_FIGURES, EDA_METRICS, EVAL_FIGURES, METRICS, MODEL, PER_CLASS, PROCESSED, RUN_INFO, require
+from lstm_ae.sequences import to_images
+from lstm_ae.training import keras_verbosity
+
+log = logging.getLogger(__name__)
+
+
+def load_model(path: Path = MODEL) -> keras.Model:
+    """Load for inference only, in Keras safe mode: a model file cannot run arbitrary code."""
+    return keras.models.load_model(require(path, made_by="train"), compile=False, safe_mode=True)
+
+
+def headline(summary: dict[str, float], prefix: str) -> dict[str, float]:
+    """MSE, PSNR and SSIM only; per-class numbers go to their own file and plot."""
+    return {key: summary[key] for key in (f"{prefix}_mse", f"{prefix}_psnr", f"{prefix}_ssim")}
+
+
+def per_class_csv(model_summary: dict[str, float], pca_summary: dict[str, float], class_names) -> str:
+    rows = ["class,model_mse,pca_mse"]
+    rows += [f"{c},{model_summary[f'test_mse_{c}']:.8g},{pca_summary[f'pca_test_mse_{c}']:.8g}" for c in class_names]
+    return "\n".join(rows) + "\n"
+
+
+def example_indices(labels: np.ndarray, n: int) -> list[int]:
+    """The first test image of each of the first ``n`` classes: the report's figure, one per class."""
+    return [int(np.flatnonzero(labels == k)[0]) for k in range(n) if np.any(labels == k)]
+
+
+def run(cfg: Config) -> dict[str, float]:
+    """Write reports/metrics.json and the figures, and log both into the training run."""
+    data = load_dataset(PROCESSED).scaled()
+    model = load_model()
+    recon = model.predict(data.x_test, batch_size=512, verbose=keras_verbosity())
+    clean, recon_images = to_images(data.x_test), to_images(recon)
+    pca_images = to_images(pca_reconstruct(data.x_train, data.x_test, cfg.model.latent_size, seed=cfg.seed))
+
+    model_summary = metrics.summarize(clean, recon_images, data.y_test, data.class_names, prefix="test")
+    pca_summary = metrics.summarize(clean, pca_images, data.y_test, data.class_names, prefix="pca_test")
+    mean_image = data.x_train.mean(axis=0)
+    results = {
+        **headline(model_summary, "test"),
+        **headline(pca_summary, "pca_test"),
+        "mean_image_test_mse": float(np.mean((data.x_test - mean_image) ** 2)),
+    }
+
+    picks = example_indices(data.y_test, cfg.evaluate.examples)
+    errors = metrics.mse_per_image(clean, recon_images)
+    drawn = {
+        "reconstructions": figures.reconstructions(
+            clean[picks], recon_images[picks], titles=[data.class_names[data.y_test[i]] for i in picks]
+        ),
+        "best_worst": figures.best_worst(clean, recon_images, errors, k=cfg.evaluate.best_worst),
+    }
+    with atomic_dir(EVAL_FIGURES) as folder:
+        for name, figure in drawn.items():
+            figure.savefig(folder / f"{name}.png", dpi=100)
+    write_text(PER_CLASS, per_class_csv(model_summary, pca_summary, data.class_names))
+    write_text(METRICS, json.dumps(results, indent=2) + "\n")
+
+    tracking.use_project_store()
+    run_id = json.loads(RUN_INFO.read_text())["run_id"] if RUN_INFO.exists() else None
+    with tracking.resume_or_start(run_id, tags=tracking.run_tags(data.archive_md5)):
+        mlflow.log_metrics({**model_summary, **pca_summary, "mean_image_test_mse": results["mean_image_test_mse"]})
+        tracking.log_figures(drawn, "evaluate")
+        if EDA_METRICS.exists():
+            mlflow.log_metrics(json.loads(EDA_METRICS.read_text()))
+        for path in sorted(EDA_FIGURES.glob("*.png")):
+            mlflow.log_artifact(str(path), "eda")
+    log.info(
+        "test MSE %.5f (PCA-%d %.5f), PSNR %.2f dB, SSIM %.3f",
+        results["test_mse"], cfg.model.latent_size, results["pca_test_mse"], results["test_psnr"], results["test_ssim"],
+    )
+    return results

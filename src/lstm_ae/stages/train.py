@@ -1,0 +1,58 @@
+"""train: fit the autoencoder from params, save it, and open the pipeline's MLflow run."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import keras
+import mlflow
+
+from lstm_ae import figures, tracking
+from lstm_ae.atomic import atomic_path, write_text
+from lstm_ae.config import Config
+from lstm_ae.dataset import load_dataset
+from lstm_ae.model import build_autoencoder
+from lstm_ae.paths import HISTORY, LOSS_FIGURE, MODEL, PROCESSED, RUN_INFO
+from lstm_ae.training import fit
+
+log = logging.getLogger(__name__)
+
+
+def history_csv(history: dict[str, list[float]]) -> str:
+    """One row per epoch (1-based) with train and validation loss, the file `dvc plots` draws."""
+    rows = ["epoch,loss,val_loss"]
+    rows += [f"{i + 1},{loss:.8g},{val:.8g}" for i, (loss, val) in enumerate(zip(history["loss"], history["val_loss"]))]
+    return "\n".join(rows) + "\n"
+
+
+def run(cfg: Config) -> dict[str, list[float]]:
+    """Train on the train split, early-stop on validation, and log everything to one MLflow run.
+
+    The run stays open for the evaluate stage: its id goes to models/mlflow_run.json.
+    """
+    keras.utils.set_random_seed(cfg.seed)
+    data = load_dataset(PROCESSED).scaled()
+    model = build_autoencoder(cfg.model)
+    tracking.use_project_store()
+    with mlflow.start_run(run_name=tracking.run_name(), tags=tracking.run_tags(data.archive_md5)) as active:
+        mlflow.log_params(tracking.flatten_params(cfg.model_dump(mode="json")))
+        mlflow.log_params(
+            {"n_train": len(data.x_train), "n_val": len(data.x_val), "param_count": model.count_params()}
+        )
+        history = fit(model, data.x_train, data.x_val, cfg.train, callbacks=[tracking.EpochLogger()])
+        best = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
+        mlflow.log_metrics({"best_epoch": best + 1, "best_val_loss": history["val_loss"][best]})
+
+        loss_figure = figures.loss_curves(history)
+        with atomic_path(LOSS_FIGURE) as tmp:
+            loss_figure.savefig(tmp, dpi=100)
+        write_text(HISTORY, history_csv(history))
+        tracking.log_figures({"loss": loss_figure}, "train")
+        tracking.log_keras_model(model, data.x_val)
+        # The model file is written last among the heavy outputs, so a failure above keeps the old one.
+        with atomic_path(MODEL) as tmp:
+            model.save(tmp)
+        write_text(RUN_INFO, json.dumps({"run_id": active.info.run_id}, indent=2) + "\n")
+    log.info("best epoch %d of %d, val_loss %.5f -> %s", best + 1, len(history["val_loss"]), history["val_loss"][best], MODEL)
+    return history

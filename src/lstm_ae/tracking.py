@@ -1,0 +1,139 @@
+"""The one module that talks to MLflow: where runs are stored, what every run carries."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "cifar10-lstm-autoencoder"
+
+
+def project_root() -> Path:
+    """The project folder, also when DVC runs a queued experiment in a temporary copy.
+
+    DVC sets DVC_ROOT to the parent repository for ``dvc exp run --queue``/``--temp`` runs, so
+    runs from temporary copies land in the same store as runs from the workspace.
+    """
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set (a tracking server), else SQLite in the project root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def use_project_store(experiment: str = EXPERIMENT) -> str:
+    """Point MLflow at the project's store and experiment; return the experiment id.
+
+    The experiment's artifact folder is created as an absolute path in the project root, not
+    relative to the working directory, or artifacts of queued runs would vanish with their copy.
+    """
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        experiment_id = found.experiment_id
+    else:
+        location = None if not uri.startswith("sqlite:") else (project_root() / "mlruns").as_uri()
+        experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def git_commit(root: Path) -> str | None:
+    """The commit the code ran from, with ``-dirty`` when tracked files were modified."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def run_tags(archive_md5: str) -> dict[str, str]:
+    """Tags that tie a run to its code, its data and its DVC experiment."""
+    tags = {"data_md5": archive_md5}
+    commit = git_commit(Path.cwd())
+    if commit:
+        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
+        tags["git_commit"] = commit
+    if exp_name := os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = exp_name
+    return tags
+
+
+def run_name() -> str | None:
+    """The DVC experiment's name when run by `dvc exp run`, so both UIs show the same name."""
+    return os.environ.get("DVC_EXP_NAME")
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'batch_size': 128}} -> {'train.batch_size': 128}: the keys `dvc exp run -S` takes."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, prefix=f"{name}."))
+        else:
+            flat[name] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Logs train_loss, val_loss and the epoch's wall time to the active MLflow run after each epoch."""
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        logs = logs or {}
+        metrics = {"epoch_seconds": time.perf_counter() - self._started}
+        if "loss" in logs:
+            metrics["train_loss"] = float(logs["loss"])
+        if "val_loss" in logs:
+            metrics["val_loss"] = float(logs["val_loss"])
+        mlflow.log_metrics(metrics, step=epoch + 1)
+
+
+def log_figures(figures: Mapping[str, Figure], folder: str) -> None:
+    """Log matplotlib figures as PNG images under ``folder`` in the active run."""
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, f"{folder}/{name}.png")
+
+
+def log_keras_model(model: keras.Model, example: np.ndarray) -> None:
+    """Log the model with a signature inferred from a few real input sequences.
+
+    mlflow.tensorflow rather than mlflow.keras: the keras flavour fails on input examples
+    (mlflow/mlflow#16183); this flavour saves the same Keras 3 .keras file.
+    """
+    example = np.asarray(example[:4], dtype=np.float32)
+    signature = mlflow.models.infer_signature(example, model.predict(example, verbose=0))
+    mlflow.tensorflow.log_model(model, name="model", signature=signature, input_example=example)
+
+
+def resume_or_start(run_id: str | None, **start_kwargs: Any) -> mlflow.ActiveRun:
+    """Re-open the training run so evaluation lands in it; start a fresh run if it is gone."""
+    if run_id:
+        try:
+            mlflow.get_run(run_id)
+            return mlflow.start_run(run_id=run_id)
+        except mlflow.exceptions.MlflowException:
+            log.warning("MLflow run %s is not in %s; logging to a new run", run_id, tracking_uri())
+    return mlflow.start_run(**start_kwargs)
