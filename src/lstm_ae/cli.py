@@ -6,7 +6,9 @@ import argparse
 import importlib
 import logging
 import os
+import resource
 import sys
+import time
 from pathlib import Path
 
 STAGES = {
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from lstm_ae.config import ConfigError
     from lstm_ae.errors import UserError
 
+    started = time.perf_counter()
     try:
         run_stage(args.stage, args.params, args.quiet)
     except ConfigError as exc:
@@ -71,4 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; outputs from before this run are unchanged", file=sys.stderr)
         return 130
+    # ru_maxrss is in KiB on Linux: the stage's peak resident memory, reported for the 6 GB budget.
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    logging.getLogger("lstm_ae").info(
+        "%s done in %.1f s, peak memory %.2f GiB", args.stage, time.perf_counter() - started, peak_gib
+    )
     return 0
