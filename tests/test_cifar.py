@@ -11,51 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from archives import BATCHES, CLASS_NAMES, random_batch, official_contents, make_archive
+
 from lstm_ae.cifar import ArchiveError, read_archive, restricted_load
-
-CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-
-
-def _batch(n: int, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    return {
-        b"batch_label": b"batch",
-        b"labels": [int(v) for v in rng.integers(0, 10, n)],
-        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-        b"filenames": [f"img_{seed}_{i}.png".encode() for i in range(n)],
-    }
-
-
-def _contents(per_batch: int = 2) -> dict[str, object]:
-    """Member name (inside cifar-10-batches-py/) -> object to pickle, as the official archive has."""
-    contents: dict[str, object] = {name: _batch(per_batch, seed) for seed, name in enumerate(BATCHES)}
-    contents["batches.meta"] = {b"label_names": [name.encode() for name in CLASS_NAMES],
-                                b"num_cases_per_batch": per_batch, b"num_vis": 3072}
-    return contents
-
-
-def _add(tar: tarfile.TarFile, name: str, payload: bytes, **attrs: object) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(payload)
-    for key, value in attrs.items():
-        setattr(info, key, value)
-    tar.addfile(info, io.BytesIO(payload) if info.isfile() else None)
-
-
-def make_archive(path: Path, contents: dict[str, object] | None = None,
-                 extra: list[tarfile.TarInfo] | None = None) -> Path:
-    """Write a tar.gz in the official layout; pass raw bytes as a value to store them unpickled."""
-    contents = _contents() if contents is None else contents
-    with tarfile.open(path, "w:gz") as tar:
-        _add(tar, "cifar-10-batches-py/readme.html", b"<html></html>")
-        for name, obj in contents.items():
-            payload = obj if isinstance(obj, bytes) else pickle.dumps(obj, protocol=4)
-            _add(tar, f"cifar-10-batches-py/{name}", payload)
-        for info in extra or []:
-            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
-    return path
-
 
 def _member(name: str, **attrs: object) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
@@ -66,7 +24,7 @@ def _member(name: str, **attrs: object) -> tarfile.TarInfo:
 
 
 def test_round_trip_pixel_order_and_class_names(tmp_path: Path) -> None:
-    contents = _contents(per_batch=3)
+    contents = official_contents(per_batch=3)
     data = read_archive(make_archive(tmp_path / "c.tar.gz", contents))
     assert data.x_train.shape == (15, 32, 32, 3) and data.x_train.dtype == np.uint8
     assert data.x_test.shape == (3, 32, 32, 3)
@@ -81,7 +39,7 @@ def test_round_trip_pixel_order_and_class_names(tmp_path: Path) -> None:
 
 
 def test_known_pixel_values(tmp_path: Path) -> None:
-    contents = _contents(per_batch=1)
+    contents = official_contents(per_batch=1)
     row = np.zeros((1, 3072), dtype=np.uint8)
     row[0, 0 * 1024 + 2 * 32 + 3] = 10   # red at (2, 3)
     row[0, 1 * 1024 + 2 * 32 + 3] = 20   # green at (2, 3)
@@ -134,7 +92,7 @@ class _Evil:
 
 def test_pickle_calling_os_system_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    contents = _contents()
+    contents = official_contents()
     contents["data_batch_3"] = {b"data": _Evil(f"touch {marker}"), b"labels": [0]}
     with pytest.raises(ArchiveError) as info:
         read_archive(make_archive(tmp_path / "c.tar.gz", contents))
@@ -153,7 +111,7 @@ def test_restricted_load_refuses_builtins_eval() -> None:
 
 
 def _read_with(tmp_path: Path, member: str, value: object) -> str:
-    contents = _contents()
+    contents = official_contents()
     contents[member] = value
     with pytest.raises(ArchiveError) as info:
         read_archive(make_archive(tmp_path / "c.tar.gz", contents))
@@ -162,22 +120,22 @@ def _read_with(tmp_path: Path, member: str, value: object) -> str:
 
 
 def test_wrong_shape(tmp_path: Path) -> None:
-    batch = _batch(2, 0) | {b"data": np.zeros((2, 3000), dtype=np.uint8)}
+    batch = random_batch(2, 0) | {b"data": np.zeros((2, 3000), dtype=np.uint8)}
     assert "shape (N, 3072), got uint8 array of shape (2, 3000)" in _read_with(tmp_path, "data_batch_1", batch)
 
 
 def test_wrong_dtype(tmp_path: Path) -> None:
-    batch = _batch(2, 0) | {b"data": np.zeros((2, 3072), dtype=np.float32)}
+    batch = random_batch(2, 0) | {b"data": np.zeros((2, 3072), dtype=np.float32)}
     assert "should be a uint8 array" in _read_with(tmp_path, "test_batch", batch)
 
 
 def test_label_out_of_range(tmp_path: Path) -> None:
-    batch = _batch(2, 0) | {b"labels": [3, 10]}
+    batch = random_batch(2, 0) | {b"labels": [3, 10]}
     assert "label 10 is outside 0..9" in _read_with(tmp_path, "data_batch_4", batch)
 
 
 def test_label_count_mismatch(tmp_path: Path) -> None:
-    batch = _batch(2, 0) | {b"labels": [3]}
+    batch = random_batch(2, 0) | {b"labels": [3]}
     assert "expected 2 labels" in _read_with(tmp_path, "data_batch_5", batch)
 
 
@@ -192,7 +150,7 @@ def test_member_that_is_not_a_pickle(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("missing", ["data_batch_5", "test_batch", "batches.meta"])
 def test_missing_member(missing: str, tmp_path: Path) -> None:
-    contents = _contents()
+    contents = official_contents()
     del contents[missing]
     with pytest.raises(ArchiveError, match=f"cifar-10-batches-py/{missing}: missing from the archive"):
         read_archive(make_archive(tmp_path / "c.tar.gz", contents))

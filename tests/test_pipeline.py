@@ -1,0 +1,222 @@
+"""End to end: the real `dvc repro` in a copy of this repository, on archives in the official format.
+
+These run the actual stages as subprocesses (as a user would), so they are marked slow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+from archives import official_contents, make_archive
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+MIRROR_TOOL = REPO.parent / "shared" / "cifar10" / "build_tarball.py"
+TINY_MODEL = {"model.encoder_widths": [16, 8], "model.decoder_widths": [8], "train.max_epochs": 2}
+
+
+def tool_env() -> dict[str, str]:
+    """This interpreter's bin folder first, so `python` and `dvc` are the ones under test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def sh(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=project, env=tool_env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def copy_project(dest: Path) -> Path:
+    """A fresh git repository holding the tracked and untracked-but-not-ignored files of this one."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in listed:
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    sh(dest, "git", "init", "-q")
+    sh(dest, "git", "config", "user.email", "test@lstm-ae")
+    sh(dest, "git", "config", "user.name", "lstm-ae tests")
+    commit(dest, "copy of the project under test")
+    return dest
+
+
+def commit(project: Path, message: str) -> None:
+    sh(project, "git", "add", "-A")
+    sh(project, "git", "commit", "-qm", message, "--allow-empty")
+
+
+def set_params(project: Path, values: dict[str, object]) -> None:
+    """Edit params.yaml as `dvc exp run -S key=value` would."""
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in values.items():
+        *parents, leaf = dotted.split(".")
+        section = params
+        for key in parents:
+            section = section[key]
+        section[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def project_runs(project: Path) -> list[mlflow.entities.Run]:
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    return mlflow.search_runs(experiment_names=["cifar10-lstm-autoencoder"], output_format="list")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy after one `dvc repro` on a tiny archive (40 images a batch) and a tiny model."""
+    project = copy_project(tmp_path_factory.mktemp("project"))
+    archive = make_archive(tmp_path_factory.mktemp("archive") / "tiny.tar.gz", official_contents(per_batch=40))
+    set_params(project, {"fetch.url": str(archive), "fetch.md5": md5(archive), "eda.scatter_samples": 500, **TINY_MODEL})
+    commit(project, "tiny settings")
+    sh(project, "dvc", "repro")
+    return project
+
+
+def test_repro_writes_metrics_history_and_figures(pipeline: Path) -> None:
+    metrics = json.loads((pipeline / "reports/metrics.json").read_text())
+    for key in ("test_mse", "test_psnr", "test_ssim", "pca_test_mse", "pca_test_psnr", "pca_test_ssim"):
+        assert np.isfinite(metrics[key]), key
+    assert 0 < metrics["test_mse"] < 1 and -1 <= metrics["test_ssim"] <= 1
+    history = (pipeline / "reports/train/history.csv").read_text().splitlines()
+    assert history[0] == "epoch,loss,val_loss" and len(history) == 3
+    eda = json.loads((pipeline / "reports/eda/metrics.json").read_text())
+    assert 0.4 < eda["brightness_mean"] < 0.6  # uniform random pixels: mean 0.5
+    figures = [
+        "reports/eda/figures/samples.png",
+        "reports/eda/figures/pixel_histogram.png",
+        "reports/eda/figures/channel_correlation.png",
+        "reports/eda/figures/channel_scatter_matrix.png",
+        "reports/train/loss.png",
+        "reports/evaluate/figures/reconstructions.png",
+        "reports/evaluate/figures/best_worst.png",
+    ]
+    for name in figures:
+        assert (pipeline / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    per_class = (pipeline / "reports/evaluate/per_class.csv").read_text().splitlines()
+    assert per_class[0] == "class,model_mse,pca_mse" and len(per_class) == 11
+
+
+def test_one_mlflow_run_holds_the_whole_execution(pipeline: Path) -> None:
+    (run,) = project_runs(pipeline)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.learning_rate"] == "0.001"
+    assert run.data.params["model.encoder_widths"] == "[16, 8]"
+    assert run.data.params["fetch.md5"] == run.data.tags["data_md5"]
+    assert run.data.tags["mlflow.source.git.commit"] == sh(pipeline, "git", "rev-parse", "HEAD").stdout.strip()
+    client = mlflow.MlflowClient()
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
+    metrics = json.loads((pipeline / "reports/metrics.json").read_text())
+    assert run.data.metrics["test_mse"] == pytest.approx(metrics["test_mse"])
+    assert "test_mse_airplane" in run.data.metrics and "brightness_mean" in run.data.metrics
+    artifacts = {f.path for folder in ("eda", "train", "evaluate") for f in client.list_artifacts(run.info.run_id, folder)}
+    assert {"eda/samples.png", "train/loss.png", "evaluate/reconstructions.png", "evaluate/best_worst.png"} <= artifacts
+    assert run.info.artifact_uri.startswith((pipeline / "mlruns").as_uri())
+
+
+def test_logged_model_loads_and_reconstructs(pipeline: Path) -> None:
+    (run,) = project_runs(pipeline)
+    (logged,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    model = mlflow.pyfunc.load_model(logged.model_uri)
+    assert model.metadata.signature is not None and model.metadata.saved_input_example_info is not None
+    batch = np.random.default_rng(0).random((3, 32, 96), dtype=np.float32)
+    out = np.asarray(model.predict(batch))
+    assert out.shape == (3, 32, 96) and np.all((out >= 0) & (out <= 1))
+
+
+def test_second_repro_does_nothing(pipeline: Path) -> None:
+    before = (pipeline / "models/model.keras").stat().st_mtime_ns
+    result = sh(pipeline, "dvc", "repro")
+    assert "Data and pipelines are up to date" in result.stdout
+    assert "Running stage" not in result.stdout
+    assert (pipeline / "models/model.keras").stat().st_mtime_ns == before
+    assert len(project_runs(pipeline)) == 1
+
+
+def test_dvc_metrics_and_plots_show(pipeline: Path, tmp_path: Path) -> None:
+    shown = sh(pipeline, "dvc", "metrics", "show").stdout
+    assert "test_mse" in shown and "pca_test_mse" in shown and "brightness_mean" in shown
+    sh(pipeline, "dvc", "plots", "show", "-o", str(tmp_path / "plots"))
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert "val_loss" in html and "reconstructions.png" in html
+
+
+def test_bad_md5_fails_cleanly_and_keeps_previous_outputs(pipeline: Path) -> None:
+    archive = pipeline / "data/raw/cifar-10-python.tar.gz"
+    kept = {p: p.read_bytes() for p in (archive, pipeline / "reports/metrics.json", pipeline / "models/model.keras")}
+    set_params(pipeline, {"fetch.md5": "0" * 32})
+    try:
+        result = sh(pipeline, "dvc", "repro", check=False)
+    finally:
+        sh(pipeline, "git", "checkout", "params.yaml")
+    assert result.returncode != 0
+    assert "error: " in result.stderr and "md5" in result.stderr and "Traceback" not in result.stderr
+    for path, content in kept.items():
+        assert path.read_bytes() == content, path
+
+
+def test_queued_experiment_lands_in_the_project_store(pipeline: Path) -> None:
+    """`dvc exp run --queue` runs in a temporary copy; its MLflow run must still reach our store."""
+    sh(pipeline, "dvc", "exp", "run", "--queue", "-S", "train.max_epochs=1")
+    sh(pipeline, "dvc", "queue", "start", "-j", "1")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = sh(pipeline, "dvc", "queue", "status").stdout
+        if "Success" in status or "Failed" in status:
+            break
+        time.sleep(3)
+    sh(pipeline, "dvc", "queue", "stop", "--kill", check=False)
+    assert "Success" in status, status
+    queued = [r for r in project_runs(pipeline) if r.data.params.get("train.max_epochs") == "1"]
+    assert len(queued) == 1
+    (run,) = queued
+    assert run.data.tags.get("dvc_exp_name") and "test_mse" in run.data.metrics
+    assert run.info.artifact_uri.startswith((pipeline / "mlruns").as_uri())
+    shown = json.loads(sh(pipeline, "dvc", "exp", "show", "--json").stdout)
+    assert run.data.tags["dvc_exp_name"] in json.dumps(shown)
+
+
+def test_pipeline_on_a_real_cifar10_subset_from_the_mirror(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The report's architecture on 2,000/500 real images, through the mirror option users have."""
+    if not MIRROR_TOOL.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{MIRROR_TOOL} is missing; CI must run the pipeline on the CIFAR-10 mirror")
+        pytest.skip(f"no CIFAR-10 mirror at {MIRROR_TOOL}")
+    archive = tmp_path_factory.mktemp("mirror") / "cifar-10-subset.tar.gz"
+    subprocess.run(
+        [sys.executable, str(MIRROR_TOOL), str(archive), "--limit-train", "2000", "--limit-test", "500"],
+        check=True, capture_output=True,
+    )
+    project = copy_project(tmp_path_factory.mktemp("mirror-project"))
+    sh(project, "dvc", "exp", "run", "-S", f"fetch.url={archive.as_uri()}", "-S", f"fetch.md5={md5(archive)}",
+       "-S", "train.max_epochs=3")
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    eda = json.loads((project / "reports/eda/metrics.json").read_text())
+    assert abs(eda["brightness_mean"] - 0.47) < 0.02 and abs(eda["brightness_var"] - 0.063) < 0.01
+    # Three short epochs on 1,600 images must already beat predicting the mean image.
+    assert metrics["test_mse"] < metrics["mean_image_test_mse"]
+    (run,) = project_runs(project)
+    assert run.data.params["model.encoder_widths"] == "[512, 256]" and run.data.params["param_count"] == "2695552"
