@@ -134,7 +134,7 @@ def test_one_mlflow_run_holds_the_whole_execution(pipeline: Path) -> None:
     assert "test_mse_airplane" in run.data.metrics and "brightness_mean" in run.data.metrics
     artifacts = {f.path for folder in ("eda", "train", "evaluate") for f in client.list_artifacts(run.info.run_id, folder)}
     assert {"eda/samples.png", "train/loss.png", "evaluate/reconstructions.png", "evaluate/best_worst.png"} <= artifacts
-    assert run.info.artifact_uri.startswith((pipeline / "mlruns").as_uri())
+    assert run.info.artifact_uri.startswith((pipeline / "mlartifacts").as_uri())
 
 
 def test_logged_model_loads_and_reconstructs(pipeline: Path) -> None:
@@ -194,7 +194,7 @@ def test_queued_experiment_lands_in_the_project_store(pipeline: Path) -> None:
     assert len(queued) == 1
     (run,) = queued
     assert run.data.tags.get("dvc_exp_name") and "test_mse" in run.data.metrics
-    assert run.info.artifact_uri.startswith((pipeline / "mlruns").as_uri())
+    assert run.info.artifact_uri.startswith((pipeline / "mlartifacts").as_uri())
     shown = json.loads(sh(pipeline, "dvc", "exp", "show", "--json").stdout)
     assert run.data.tags["dvc_exp_name"] in json.dumps(shown)
 

@@ -42,11 +42,14 @@ def use_project_store(experiment: str = EXPERIMENT) -> str:
     """
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
+    if run_id := os.environ.get("MLFLOW_RUN_ID"):
+        # Launched by `mlflow run`, which created a run (in the experiment it was given) for us.
+        return mlflow.get_run(run_id).info.experiment_id
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         experiment_id = found.experiment_id
     else:
-        location = None if not uri.startswith("sqlite:") else (project_root() / "mlruns").as_uri()
+        location = None if not uri.startswith("sqlite:") else (project_root() / "mlartifacts").as_uri()
         experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id

@@ -1,0 +1,75 @@
+"""The autoencoder's architecture: the report's size, both heads, and a latent vector as the only path."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from lstm_ae.config import ModelConfig
+from lstm_ae.model import build_autoencoder
+
+
+def config(encoder: tuple[int, ...] = (8, 4), decoder: tuple[int, ...] = (4,), head: str = "lstm") -> ModelConfig:
+    return ModelConfig(encoder_widths=encoder, decoder_widths=decoder, head=head)
+
+
+def lstms(model: keras.Model) -> list[keras.layers.LSTM]:
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+
+
+def test_report_architecture_size_and_output_range() -> None:
+    model = build_autoencoder(config((512, 256), (256,), "lstm"))
+    assert model.count_params() == 2_695_552
+    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 96)).astype(np.float32)
+    y = keras.ops.convert_to_numpy(model(x))
+    assert y.shape == (2, 32, 96)
+    assert np.all((y > 0) & (y < 1))
+
+
+def test_dense_head_ends_in_time_distributed_dense_and_keeps_lstms_cudnn_eligible() -> None:
+    model = build_autoencoder(config(head="dense"))
+    head = model.layers[-1]
+    assert isinstance(head, keras.layers.TimeDistributed)
+    assert isinstance(head.layer, keras.layers.Dense) and head.layer.units == 96
+    assert head.layer.activation is keras.activations.sigmoid
+    assert model.output_shape == (None, 32, 96)
+    # Keras' cuDNN conditions: tanh, sigmoid gates, a bias, not unrolled.
+    for layer in lstms(model):
+        assert layer.activation is keras.activations.tanh, layer.name
+        assert layer.recurrent_activation is keras.activations.sigmoid
+        assert layer.use_bias and not layer.unroll
+
+
+def test_lstm_head_is_the_reports_sigmoid_lstm() -> None:
+    head = build_autoencoder(config(head="lstm")).layers[-1]
+    assert isinstance(head, keras.layers.LSTM) and head.units == 96
+    assert head.activation is keras.activations.sigmoid and head.return_sequences
+
+
+@pytest.mark.parametrize("head", ["lstm", "dense"])
+def test_only_the_latent_vector_reaches_the_decoder(head: str) -> None:
+    model = build_autoencoder(config((8, 4), (6,), head))
+    repeat = model.get_layer("repeat_latent")
+    assert tuple(repeat.input.shape) == (None, 4)
+    assert repeat.input is model.get_layer("encoder_lstm_2").output
+    assert model.get_layer("decoder_lstm_1").input is repeat.output
+    # A plain chain: every layer after the input has exactly one input tensor (no skip connection).
+    for layer in model.layers[1:]:
+        assert isinstance(layer.input, keras.KerasTensor), layer.name
+
+
+@pytest.mark.parametrize(
+    ("encoder", "decoder", "head", "names"),
+    [
+        ((8, 4), (4,), "lstm", ["encoder_lstm_1", "encoder_lstm_2", "decoder_lstm_1", "output_lstm"]),
+        ((4,), (4, 8, 8), "dense", ["encoder_lstm_1", "decoder_lstm_1", "decoder_lstm_2", "decoder_lstm_3", "output_dense"]),
+    ],
+)
+def test_layers_follow_the_widths(encoder: tuple[int, ...], decoder: tuple[int, ...], head: str, names: list[str]) -> None:
+    model = build_autoencoder(config(encoder, decoder, head))
+    # Input and RepeatVector, plus one layer per width and the head.
+    assert len(model.layers) == len(encoder) + len(decoder) + 3
+    assert [layer.name for layer in model.layers if layer.name not in ("rows", "repeat_latent")] == names
+    assert [layer.units for layer in lstms(model)][: len(encoder) + len(decoder)] == [*encoder, *decoder]
+    assert [layer.return_sequences for layer in lstms(model)][: len(encoder)] == [True] * (len(encoder) - 1) + [False]

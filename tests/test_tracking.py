@@ -1,0 +1,85 @@
+"""Where MLflow runs are stored and what they carry, on a throwaway SQLite store in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from lstm_ae import tracking
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Run in tmp_path with no MLflow or DVC settings, and undo what MLflow sets globally.
+
+    mlflow.set_tracking_uri and set_experiment also export MLFLOW_TRACKING_URI and
+    MLFLOW_EXPERIMENT_ID; setting each variable before deleting it makes monkeypatch restore it.
+    """
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "DVC_ROOT", "DVC_EXP_NAME"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", None)
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+    monkeypatch.chdir(tmp_path)
+    yield
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+def test_project_root_defaults_to_cwd_and_follows_dvc_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert tracking.project_root() == tmp_path.resolve()
+    parent = tmp_path / "repo"
+    parent.mkdir()
+    monkeypatch.setenv("DVC_ROOT", str(parent))
+    assert tracking.project_root() == parent.resolve()
+
+
+def test_tracking_uri_is_project_sqlite_unless_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
+    assert tracking.tracking_uri() == f"sqlite:///{(tmp_path / 'repo').resolve() / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    assert tracking.tracking_uri() == "http://tracking.example:5000"
+
+
+def test_flatten_params_uses_dotted_keys_and_lists() -> None:
+    params = {"seed": 42, "model": {"encoder_widths": (512, 256), "head": "lstm"}, "a": {"b": {"c": 1}}}
+    assert tracking.flatten_params(params) == {
+        "seed": 42,
+        "model.encoder_widths": [512, 256],
+        "model.head": "lstm",
+        "a.b.c": 1,
+    }
+
+
+def test_run_tags_carry_data_md5_and_dvc_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
+    tags = tracking.run_tags("c58f30108f718f92721af3b95e74349a")
+    assert tags["data_md5"] == "c58f30108f718f92721af3b95e74349a"
+    assert "dvc_exp_name" not in tags
+    monkeypatch.setenv("DVC_EXP_NAME", "tiny-widths")
+    assert tracking.run_tags("ab" * 16)["dvc_exp_name"] == "tiny-widths"
+    assert tracking.run_name() == "tiny-widths"
+
+
+def test_project_store_puts_artifacts_in_the_project_root(tmp_path: Path) -> None:
+    experiment_id = tracking.use_project_store("unit-test")
+    assert (tmp_path / "mlflow.db").is_file()
+    experiment = mlflow.get_experiment(experiment_id)
+    assert experiment.name == "unit-test"
+    assert experiment.artifact_location == (tmp_path.resolve() / "mlruns").as_uri()
+    assert tracking.use_project_store("unit-test") == experiment_id
+
+
+def test_resume_or_start_reopens_a_known_run_and_replaces_an_unknown_one() -> None:
+    tracking.use_project_store("unit-test")
+    with mlflow.start_run() as first:
+        pass
+    with tracking.resume_or_start(first.info.run_id) as resumed:
+        assert resumed.info.run_id == first.info.run_id
+    with tracking.resume_or_start("0" * 32, run_name="fresh") as fresh:
+        assert fresh.info.run_id != first.info.run_id
+        assert fresh.info.run_name == "fresh"
+    assert mlflow.get_run(fresh.info.run_id).info.status == "FINISHED"

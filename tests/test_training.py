@@ -1,0 +1,86 @@
+"""fit on a tiny model: the history, early stopping with best-weight restore, divergence, callbacks."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from lstm_ae.config import ModelConfig, TrainConfig
+from lstm_ae.model import build_autoencoder
+from lstm_ae.training import TrainingDiverged, fit
+
+TINY = ModelConfig(encoder_widths=(8, 4), decoder_widths=(4,), head="dense")
+
+
+def gradients(n: int, seed: int) -> np.ndarray:
+    """Smooth images: each sample blends a vertical and a horizontal ramp with its own weights."""
+    a, b = np.random.default_rng(seed).uniform(0, 1, (2, n, 1, 1))
+    rows = np.linspace(0, 1, 32)[None, :, None]
+    features = np.linspace(0, 1, 96)[None, None, :]
+    return ((a * rows + b * features) / 2).astype(np.float32)
+
+
+def train_config(**changes: float) -> TrainConfig:
+    settings = {"learning_rate": 0.01, "batch_size": 16, "max_epochs": 3, "patience": 10} | changes
+    return TrainConfig(**settings)
+
+
+@pytest.fixture
+def model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return build_autoencoder(TINY)
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.epochs: list[int] = []
+        self.logged: list[set[str]] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epochs.append(epoch)
+        self.logged.append(set(logs or {}))
+
+
+def test_loss_decreases_and_callbacks_run_each_epoch(model: keras.Model) -> None:
+    recorder = EpochRecorder()
+    history = fit(model, gradients(64, 0), gradients(16, 1), train_config(), callbacks=[recorder], verbose=0)
+    assert len(history["loss"]) == len(history["val_loss"]) == 3  # bounded by max_epochs
+    assert history["loss"][-1] < history["loss"][0]
+    assert all(isinstance(v, float) for v in history["loss"])
+    assert recorder.epochs == [0, 1, 2]
+    assert all({"loss", "val_loss"} <= keys for keys in recorder.logged)
+
+
+class Sabotage(keras.callbacks.Callback):
+    """From the second epoch on, pin the output near 0: zero weights and a saturated sigmoid bias.
+
+    Zero LSTM weights give zero activations and a saturated sigmoid has no gradient, so training
+    cannot recover and the validation loss after epoch 1 is guaranteed to be the best.
+    """
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch >= 1:
+            weights = [np.zeros_like(w) for w in self.model.get_weights()]
+            weights[-1][:] = -30.0  # the Dense head's bias
+            self.model.set_weights(weights)
+
+
+def test_early_stopping_stops_and_restores_the_best_weights(model: keras.Model) -> None:
+    x_val = gradients(16, 1)
+    cfg = train_config(max_epochs=6, patience=2)
+    history = fit(model, gradients(64, 0), x_val, cfg, callbacks=[Sabotage()], verbose=0)
+    # Epoch 1 is best; epochs 2 and 3 do not improve, so patience 2 stops after epoch 3 of 6.
+    assert len(history["val_loss"]) == 3
+    assert history["val_loss"][0] < min(history["val_loss"][1:])
+    restored = model.evaluate(x_val, x_val, batch_size=16, verbose=0)
+    assert restored == pytest.approx(history["val_loss"][0], rel=1e-5)
+
+
+def test_nan_loss_raises_training_diverged(model: keras.Model) -> None:
+    x_train = gradients(64, 0)
+    x_train[3, 4, 5] = np.nan
+    with pytest.raises(TrainingDiverged, match="train.learning_rate") as error:
+        fit(model, x_train, gradients(16, 1), train_config(), verbose=0)
+    assert "nan" in str(error.value) and "\n" not in str(error.value)
