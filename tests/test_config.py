@@ -58,31 +58,41 @@ def test_real_params_give_the_reports_defaults() -> None:
     assert cfg.seed == 42
 
 
-# (dotted key to change, new value, key the message must name, words saying what is expected)
+def bad(key: str, value: Any, expected: str, *, id: str, named: str | None = None) -> Any:
+    """A malformed case: set ``key`` to ``value``; the error must name ``named`` (default: key)."""
+    return pytest.param(key, value, named or key, expected, id=id)
+
+
 MALFORMED = [
-    pytest.param("train.learning_rate", -0.001, "train.learning_rate", "greater than 0", id="lr-negative"),
-    pytest.param("train.learning_rate", 0, "train.learning_rate", "greater than 0", id="lr-zero"),
-    pytest.param("train.learning_rate", 1.5, "train.learning_rate", "less than or equal to 1", id="lr-above-1"),
-    pytest.param("model.encoder_widths", [], "model.encoder_widths", "at least 1 item", id="widths-empty"),
-    pytest.param("model.encoder_widths", [512, 0], "model.encoder_widths.1", "greater than 0", id="width-zero"),
-    pytest.param("model.decoder_widths", [-8], "model.decoder_widths.0", "greater than 0", id="width-negative"),
-    pytest.param("model.encoder_widths", "512,256", "model.encoder_widths", "valid tuple", id="widths-string"),
-    pytest.param("preprocess.val_fraction", 0, "preprocess.val_fraction", "greater than 0", id="val-0"),
-    pytest.param("preprocess.val_fraction", 1, "preprocess.val_fraction", "less than 1", id="val-1"),
-    pytest.param("preprocess.val_fraction", 1.5, "preprocess.val_fraction", "less than 1", id="val-1.5"),
-    pytest.param("preprocess.val_fraction", -0.1, "preprocess.val_fraction", "greater than 0", id="val-negative"),
-    pytest.param("trian", {"max_epochs": 3}, "trian", "unknown key", id="unknown-section"),
-    pytest.param("train.lr", 0.001, "train.lr", "unknown key", id="unknown-nested-key"),
-    pytest.param("eda", DELETE, "eda", "missing", id="missing-section"),
-    pytest.param("fetch.md5", DELETE, "fetch.md5", "missing", id="missing-key"),
-    pytest.param("train.batch_size", "big", "train.batch_size", "valid integer", id="batch-string"),
-    pytest.param("train.batch_size", 0, "train.batch_size", "greater than 0", id="batch-zero"),
-    pytest.param("model.head", "conv", "model.head", "'lstm' or 'dense'", id="head-unknown"),
-    pytest.param("fetch.md5", "z" * 32, "fetch.md5", "32 hexadecimal", id="md5-not-hex"),
-    pytest.param("fetch.md5", "c58f30108f", "fetch.md5", "32 hexadecimal", id="md5-short"),
-    pytest.param("train.max_epochs", 0, "train.max_epochs", "greater than 0", id="epochs-zero"),
-    pytest.param("train.patience", -1, "train.patience", "greater than 0", id="patience-negative"),
-    pytest.param("seed", -1, "seed", "greater than or equal to 0", id="seed-negative"),
+    bad("train.learning_rate", -0.001, "greater than 0", id="lr-negative"),
+    bad("train.learning_rate", 0, "greater than 0", id="lr-zero"),
+    bad("train.learning_rate", 1.5, "less than or equal to 1", id="lr-above-1"),
+    bad("model.encoder_widths", [], "at least 1 item", id="widths-empty"),
+    bad("model.encoder_widths", [512, 0], "greater than 0", id="width-zero", named="model.encoder_widths.1"),
+    bad("model.decoder_widths", [-8], "greater than 0", id="width-negative", named="model.decoder_widths.0"),
+    bad("model.encoder_widths", "512,256", "valid tuple", id="widths-string"),
+    bad("preprocess.val_fraction", 0, "greater than 0", id="val-0"),
+    bad("preprocess.val_fraction", 1, "less than 1", id="val-1"),
+    bad("preprocess.val_fraction", 1.5, "less than 1", id="val-1.5"),
+    bad("preprocess.val_fraction", -0.1, "greater than 0", id="val-negative"),
+    bad("trian", {"max_epochs": 3}, "unknown key", id="unknown-section"),
+    bad("train.lr", 0.001, "unknown key", id="unknown-nested-key"),
+    bad("eda", DELETE, "missing", id="missing-section"),
+    bad("fetch.md5", DELETE, "missing", id="missing-key"),
+    bad("train.batch_size", "big", "valid integer", id="batch-string"),
+    bad("train.batch_size", 0, "greater than 0", id="batch-zero"),
+    bad("model.head", "conv", "'lstm' or 'dense'", id="head-unknown"),
+    bad("fetch.md5", "z" * 32, "32 hexadecimal", id="md5-not-hex"),
+    bad("fetch.md5", "c58f30108f", "32 hexadecimal", id="md5-short"),
+    bad("train.max_epochs", 0, "greater than 0", id="epochs-zero"),
+    bad("train.patience", -1, "greater than 0", id="patience-negative"),
+    bad("seed", -1, "greater than or equal to 0", id="seed-negative"),
+    bad("train.batch_size", True, "valid integer", id="batch-bool"),
+    bad("train.max_epochs", 3.0, "valid integer", id="epochs-float"),
+    bad("train.learning_rate", True, "not true/false", id="lr-bool"),
+    bad("train.learning_rate", float("nan"), "finite number", id="lr-nan"),
+    bad("fetch.timeout_s", float("inf"), "finite number", id="timeout-inf"),
+    bad("fetch.url", "   ", "a URL, a file:// URL or a path", id="url-blank"),
 ]
 
 
@@ -114,7 +124,10 @@ def test_top_level_list_is_refused(via: str, tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text("- seed\n- fetch\n", encoding="utf-8")
     with pytest.raises(ConfigError) as error:
-        parse_config(["seed", "fetch"]) if via == "parse_config" else load_config(path)
+        if via == "parse_config":
+            parse_config(["seed", "fetch"])
+        else:
+            load_config(path)
     assert_one_line(error, "expected a mapping", "got list")
 
 
@@ -123,7 +136,33 @@ def test_yaml_syntax_error_gives_its_line(tmp_path: Path) -> None:
     path.write_text("seed: 42\ntrain:\n  learning_rate: [0.001\n  batch_size: 128\n", encoding="utf-8")
     with pytest.raises(ConfigError) as error:
         load_config(path)
-    assert_one_line(error, str(path), "YAML syntax error", "line 4")
+    assert_one_line(error, str(path), "YAML error", "line 4")
+
+
+def test_renamed_key_names_the_typo_first() -> None:
+    raw = mutated("train.patience", DELETE)
+    raw["train"]["patients"] = 10
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw)
+    assert_one_line(error, "train.patients: unknown key", "train.patience: missing")
+    assert str(error.value).index("train.patients") < str(error.value).index("train.patience")
+
+
+def test_duplicate_key_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS.read_text(encoding="utf-8") + "seed: 7\n", encoding="utf-8")
+    lines = path.read_text(encoding="utf-8").count("\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert_one_line(error, "'seed' appears twice", f"line {lines}")
+
+
+def test_empty_file_lists_the_sections(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("# nothing here\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert_one_line(error, "empty", "seed, fetch, preprocess, eda, model, train, evaluate")
 
 
 def test_missing_file_says_where_to_run(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import mlflow
 import pytest
@@ -18,7 +19,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     mlflow.set_tracking_uri and set_experiment also export MLFLOW_TRACKING_URI and
     MLFLOW_EXPERIMENT_ID; setting each variable before deleting it makes monkeypatch restore it.
     """
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "DVC_ROOT", "DVC_EXP_NAME"):
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "DVC_ROOT", "DVC_EXP_NAME"):
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
     monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", None)
@@ -29,7 +30,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
         mlflow.end_run()
 
 
-def test_project_root_defaults_to_cwd_and_follows_dvc_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_project_root_is_cwd_or_dvc_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert tracking.project_root() == tmp_path.resolve()
     parent = tmp_path / "repo"
     parent.mkdir()
@@ -64,13 +65,30 @@ def test_run_tags_carry_data_md5_and_dvc_experiment(monkeypatch: pytest.MonkeyPa
     assert tracking.run_name() == "tiny-widths"
 
 
-def test_project_store_puts_artifacts_in_the_project_root(tmp_path: Path) -> None:
+def test_project_store_puts_artifacts_in_dvc_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A queued DVC experiment runs in a temporary copy; its runs and artifacts belong in DVC_ROOT.
+    repo, copy = tmp_path / "repo", tmp_path / "copy"
+    repo.mkdir()
+    copy.mkdir()
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(repo))
     experiment_id = tracking.use_project_store("unit-test")
-    assert (tmp_path / "mlflow.db").is_file()
+    assert (repo / "mlflow.db").is_file() and list(copy.iterdir()) == []
     experiment = mlflow.get_experiment(experiment_id)
     assert experiment.name == "unit-test"
-    assert experiment.artifact_location == (tmp_path.resolve() / "mlruns").as_uri()
+    location = urlparse(experiment.artifact_location)
+    assert location.scheme == "file" and Path(location.path).parent == repo.resolve()
     assert tracking.use_project_store("unit-test") == experiment_id
+
+
+def test_project_store_under_mlflow_run_uses_that_runs_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    other = mlflow.create_experiment("given-to-mlflow-run")
+    with mlflow.start_run(experiment_id=other) as run:
+        pass
+    monkeypatch.setenv("MLFLOW_RUN_ID", run.info.run_id)
+    assert tracking.use_project_store("unit-test") == other
+    assert mlflow.get_experiment_by_name("unit-test") is None
 
 
 def test_resume_or_start_reopens_a_known_run_and_replaces_an_unknown_one() -> None:

@@ -7,12 +7,28 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, field_validator
 
 from lstm_ae.errors import UserError
 
-PositiveInt = Annotated[int, Field(gt=0)]
-Width = Annotated[int, Field(gt=0, le=4096)]
+
+def _number(value: Any) -> Any:
+    """Accept YAML's `1e-4` (a string to PyYAML) as a number; refuse booleans, which are ints to Python."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true/false")
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError("expected a number") from None
+    return value
+
+
+# Integers are strict (no `true` -> 1, no `3.0` -> 3); floats must be finite.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
+PositiveInt = Annotated[Int, Field(gt=0)]
+Width = Annotated[Int, Field(gt=0, le=4096)]
 
 
 class ConfigError(UserError, ValueError):
@@ -26,10 +42,17 @@ class _Section(BaseModel):
 
 
 class FetchConfig(_Section):
-    url: str = Field(min_length=1)
+    url: str
     md5: str
-    retries: Annotated[int, Field(ge=0, le=100)]
-    timeout_s: Annotated[float, Field(gt=0)]
+    retries: Annotated[Int, Field(ge=0, le=100)]
+    timeout_s: Annotated[Float, Field(gt=0)]
+
+    @field_validator("url")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("expected a URL, a file:// URL or a path to the archive")
+        return value.strip()
 
     @field_validator("md5")
     @classmethod
@@ -40,11 +63,11 @@ class FetchConfig(_Section):
 
 
 class PreprocessConfig(_Section):
-    val_fraction: Annotated[float, Field(gt=0, lt=1)]
+    val_fraction: Annotated[Float, Field(gt=0, lt=1)]
 
 
 class EdaConfig(_Section):
-    scatter_samples: Annotated[int, Field(ge=10, le=1_000_000)]
+    scatter_samples: Annotated[Int, Field(ge=10, le=1_000_000)]
 
 
 class ModelConfig(_Section):
@@ -59,19 +82,19 @@ class ModelConfig(_Section):
 
 
 class TrainConfig(_Section):
-    learning_rate: Annotated[float, Field(gt=0, le=1)]
-    batch_size: Annotated[int, Field(gt=0, le=65536)]
+    learning_rate: Annotated[Float, Field(gt=0, le=1)]
+    batch_size: Annotated[Int, Field(gt=0, le=65536)]
     max_epochs: PositiveInt
     patience: PositiveInt
 
 
 class EvaluateConfig(_Section):
-    examples: Annotated[int, Field(ge=1, le=10)]
-    best_worst: Annotated[int, Field(ge=1, le=20)]
+    examples: Annotated[Int, Field(ge=1, le=10)]
+    best_worst: Annotated[Int, Field(ge=1, le=20)]
 
 
 class Config(_Section):
-    seed: Annotated[int, Field(ge=0, lt=2**32)]
+    seed: Annotated[Int, Field(ge=0, lt=2**32)]
     fetch: FetchConfig
     preprocess: PreprocessConfig
     eda: EdaConfig
@@ -92,14 +115,31 @@ def _describe(error: dict[str, Any]) -> str:
 
 def parse_config(raw: Any, source: str = "params.yaml") -> Config:
     """Validate an already-parsed params mapping; raise ConfigError naming the first bad key."""
+    if raw is None:
+        raise ConfigError(f"{source}: empty; expected the sections seed, fetch, preprocess, eda, model, train, evaluate")
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors()
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise ConfigError(f"{source}: {_describe(errors[0])}{more}") from None
+        # Unknown keys first: a misspelt key also shows up as a missing one, and the typo is the clue.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in errors)) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one section", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_config(path: Path = Path("params.yaml")) -> Config:
@@ -110,10 +150,10 @@ def load_config(path: Path = Path("params.yaml")) -> Config:
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found; run from the project root or pass --params") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: YAML syntax error at {where}: {problem}") from None
+        raise ConfigError(f"{path}: YAML error at {where}: {problem}") from None
     return parse_config(raw, str(path))

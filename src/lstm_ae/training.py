@@ -59,6 +59,7 @@ def fit(
     losses = history.history.get("loss", [])
     if not losses or not all(math.isfinite(v) for v in losses + history.history.get("val_loss", [])):
         raise TrainingDiverged(
-            f"the loss became {losses[-1] if losses else 'undefined'}; lower train.learning_rate and try again"
+            f"the loss became {losses[-1] if losses else 'undefined'} after {len(losses)} epoch(s); "
+            "lower train.learning_rate (or check the input data for NaN) and run train again"
         )
     return {key: [float(v) for v in values] for key, values in history.history.items()}

@@ -1,0 +1,72 @@
+"""The command line: help for every stage, and one-line errors (no traceback) for a user's mistakes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lstm_ae.cli import STAGES, main
+
+PARAMS = Path(__file__).parents[1] / "params.yaml"
+
+
+def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    command = [sys.executable, "-m", "lstm_ae", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_the_five_stages(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert list(STAGES) == ["fetch", "preprocess", "eda", "train", "evaluate"]
+    for stage in STAGES:
+        assert stage in out
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_each_stage_has_help(stage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([stage, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert f"lstm-ae {stage}" in out and "--params" in out
+
+
+def test_unknown_stage_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit"])
+    assert exit_.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def last_line_error(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), stderr
+    return last
+
+
+def test_unknown_params_key_exits_2_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    text = PARAMS.read_text(encoding="utf-8").replace("train:\n", "train:\n  lr: 0.01\n")
+    bad.write_text(text, encoding="utf-8")
+    result = run_cli(tmp_path, "train", "--params", str(bad))
+    assert result.returncode == 2
+    line = last_line_error(result.stderr)
+    assert "train.lr" in line and "unknown key" in line
+
+
+def test_preprocess_without_archive_names_it_and_the_fetch_stage(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_bytes(PARAMS.read_bytes())
+    result = run_cli(tmp_path, "preprocess", "-q")
+    assert result.returncode == 1
+    line = last_line_error(result.stderr)
+    assert "data/raw/cifar-10-python.tar.gz" in line and "dvc repro fetch" in line
+    assert not (tmp_path / "data" / "processed").exists()
