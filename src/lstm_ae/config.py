@@ -114,9 +114,9 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def parse_config(raw: Any, source: str = "params.yaml") -> Config:
-    """Validate an already-parsed params mapping; raise ConfigError naming the first bad key."""
+    """Validate an already-parsed params mapping; raise ConfigError naming every bad key on one line."""
     if raw is None:
-        raise ConfigError(f"{source}: empty; expected the sections seed, fetch, preprocess, eda, model, train, evaluate")
+        raise ConfigError(f"{source}: empty; expected the sections {', '.join(Config.model_fields)}")
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
     try:
