@@ -4,4 +4,6 @@ import sys
 
 from lstm_ae.cli import main
 
-sys.exit(main())
+# The guard matters: tuning workers are spawned processes that re-import this module.
+if __name__ == "__main__":
+    sys.exit(main())

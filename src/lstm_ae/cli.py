@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import resource
@@ -17,6 +16,17 @@ STAGES = {
     "eda": "figures and brightness statistics of the training images",
     "train": "train the LSTM autoencoder and log the run to MLflow",
     "evaluate": "test MSE/PSNR/SSIM next to the PCA baseline, figures, all into the training run",
+    "tune": "an Optuna study over params.yaml's tune.search; each trial a nested MLflow run",
+}
+
+# `tune` options override the tune section of params.yaml for one invocation.
+TUNE_OPTIONS = {
+    "n_trials": (int, "N", "finished trials the study should hold; only the missing ones run"),
+    "timeout_s": (float, "SECONDS", "stop starting new trials after this many seconds (0: no limit)"),
+    "study_name": (str, "NAME", "study to create or continue"),
+    "storage": (str, "PATH|URL", "journal file path or Optuna storage URL, e.g. postgresql://user@host/db"),
+    "workers": (int, "N", "parallel worker processes"),
+    "pruner": (str, "NAME", "median, hyperband or none"),
 }
 
 
@@ -31,6 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
         stage = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
         stage.add_argument("--params", type=Path, default=Path("params.yaml"), help="settings file (default: %(default)s)")
         stage.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only")
+        if name == "tune":
+            for key, (kind, metavar, text) in TUNE_OPTIONS.items():
+                flag = "--timeout" if key == "timeout_s" else "--" + key.replace("_", "-")
+                # The underscore spelling is what `mlflow run -P key=value` passes through.
+                flags = dict.fromkeys([flag, f"--{key}"])
+                stage.add_argument(
+                    *flags, dest=key, type=kind, metavar=metavar, help=f"{text} (default: tune.{key} in params.yaml)"
+                )
     return parser
 
 
@@ -45,12 +63,16 @@ def _progress_wanted(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
 
 
-def run_stage(name: str, params: Path, quiet: bool = False) -> object:
-    """Validate params.yaml first, then import and run one stage (imports are heavy: TensorFlow)."""
-    from lstm_ae.config import load_config
+def run_stage(name: str, params: Path, quiet: bool = False, overrides: dict | None = None) -> object:
+    """Validate params.yaml (and any overrides of the stage's section) first, then import and run
+    one stage (imports are heavy: TensorFlow)."""
+    from lstm_ae.config import load_config, override
+    from lstm_ae.startup import import_quietly
 
     cfg = load_config(params)
-    module = importlib.import_module(f"lstm_ae.stages.{name}")
+    if overrides:
+        cfg = override(cfg, name, overrides)
+    module = import_quietly(f"lstm_ae.stages.{name}")
     if name in ("fetch", "preprocess"):
         return module.run(cfg, progress=_progress_wanted(quiet))
     return module.run(cfg)
@@ -64,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     try:
-        run_stage(args.stage, args.params, args.quiet)
+        overrides = {k: getattr(args, k) for k in TUNE_OPTIONS if getattr(args, k, None) is not None}
+        run_stage(args.stage, args.params, args.quiet, overrides)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lstm_ae.errors import UserError
 
@@ -93,6 +103,62 @@ class EvaluateConfig(_Section):
     best_worst: Annotated[Int, Field(ge=1, le=20)]
 
 
+def _distinct(value: tuple[Any, ...]) -> tuple[Any, ...]:
+    if len(set(value)) != len(value):
+        raise ValueError("choices must not repeat")
+    return value
+
+
+def _choices_of(item: Any) -> Any:
+    """A non-empty list of distinct values: one categorical search parameter."""
+    return Annotated[tuple[item, ...], Field(min_length=1), AfterValidator(_distinct)]
+
+
+class LogRange(_Section):
+    """A positive interval sampled on a log scale (learning rates)."""
+
+    low: Annotated[Float, Field(gt=0, le=1)]
+    high: Annotated[Float, Field(gt=0, le=1)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LogRange:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class SearchSpace(_Section):
+    """What a tuning trial may choose: lists are categorical choices, learning_rate a log range.
+
+    Every hidden layer of a stack shares one width, so each parameter exists in every trial
+    and parameter importances cover all of them.
+    """
+
+    latent_size: _choices_of(Width)
+    encoder_layers: _choices_of(Annotated[Int, Field(ge=0, le=4)])  # LSTMs before the latent one
+    encoder_width: _choices_of(Width)
+    decoder_layers: _choices_of(Annotated[Int, Field(ge=1, le=4)])
+    decoder_width: _choices_of(Width)
+    learning_rate: LogRange
+    batch_size: _choices_of(Annotated[Int, Field(gt=0, le=65536)])
+    head: _choices_of(Literal["lstm", "dense"])
+
+
+class TuneConfig(_Section):
+    study_name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    # A file path (relative to the project root) is an Optuna journal file; anything with
+    # "://" is an Optuna storage URL (sqlite:///..., postgresql://user@host/db).
+    storage: Annotated[str, Field(min_length=1)]
+    n_trials: Annotated[Int, Field(ge=1, le=10_000)]
+    timeout_s: Annotated[Float, Field(ge=0)]  # 0: no time limit
+    workers: Annotated[Int, Field(ge=1, le=64)]
+    pruner: Literal["median", "hyperband", "none"]
+    max_epochs: Annotated[Int, Field(ge=1, le=1000)]
+    train_images: Annotated[Int, Field(ge=1)]
+    val_images: Annotated[Int, Field(ge=1)]
+    search: SearchSpace
+
+
 class Config(_Section):
     seed: Annotated[Int, Field(ge=0, lt=2**32)]
     fetch: FetchConfig
@@ -101,6 +167,7 @@ class Config(_Section):
     model: ModelConfig
     train: TrainConfig
     evaluate: EvaluateConfig
+    tune: TuneConfig
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -125,6 +192,13 @@ def parse_config(raw: Any, source: str = "params.yaml") -> Config:
         # Unknown keys first: a misspelt key also shows up as a missing one, and the typo is the clue.
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in errors)) from None
+
+
+def override(cfg: Config, section: str, values: dict[str, Any]) -> Config:
+    """``cfg`` with some keys of one section replaced, validated like params.yaml itself."""
+    raw = cfg.model_dump(mode="json")
+    raw[section] = {**raw[section], **values}
+    return parse_config(raw, "command-line options")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -19,6 +19,11 @@ METRICS = Path("reports/metrics.json")
 PER_CLASS = Path("reports/evaluate/per_class.csv")
 EVAL_FIGURES = Path("reports/evaluate/figures")
 
+TUNE_BEST = Path("reports/tune/best_params.yaml")
+TUNE_SUMMARY = Path("reports/tune/summary.json")
+TUNE_TRIALS = Path("reports/tune/trials.csv")
+TUNE_FIGURES = Path("reports/tune/figures")
+
 
 class MissingInputError(UserError, FileNotFoundError):
     """A stage's input is absent; the message names the stage that makes it."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import keras
 import mlflow
 import numpy as np
 from matplotlib.figure import Figure
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 log = logging.getLogger(__name__)
 
@@ -140,3 +142,44 @@ def resume_or_start(run_id: str | None, **start_kwargs: Any) -> mlflow.ActiveRun
         except mlflow.exceptions.MlflowException:
             log.warning("MLflow run %s is not in %s; logging to a new run", run_id, tracking_uri())
     return mlflow.start_run(**start_kwargs)
+
+
+def open_parent_run(experiment_id: str, name: str, earlier_run_id: str | None, tags: Mapping[str, str]) -> tuple[str, bool]:
+    """The run that holds a study: the one `mlflow run` made, the study's earlier one, or a new one.
+
+    Returns (run id, created). A reopened run is marked RUNNING again while trials are added.
+    """
+    client = mlflow.MlflowClient()
+    if run_id := os.environ.get("MLFLOW_RUN_ID"):
+        return run_id, False
+    if earlier_run_id:
+        try:
+            client.get_run(earlier_run_id)
+            client.update_run(earlier_run_id, status="RUNNING")
+            return earlier_run_id, False
+        except mlflow.exceptions.MlflowException:
+            log.warning("the study's MLflow run %s is not in %s; starting a new one", earlier_run_id, tracking_uri())
+    run = client.create_run(experiment_id, run_name=name, tags=dict(tags))
+    return run.info.run_id, True
+
+
+@contextlib.contextmanager
+def child_run(parent_run_id: str, experiment_id: str, name: str, tags: Mapping[str, str]) -> Iterator[mlflow.ActiveRun]:
+    """A run nested under ``parent_run_id``; the caller ends it with :func:`end_active_run`.
+
+    The parent is named by tag rather than made the active run, so parallel worker processes
+    can all nest their runs under one parent.
+    """
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags={MLFLOW_PARENT_RUN_ID: parent_run_id, **tags})
+    try:
+        yield run
+    finally:
+        if mlflow.active_run() is not None:  # the caller did not end it: an unexpected exit
+            mlflow.end_run(status="FAILED")
+
+
+def end_active_run(status: str, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
+    """Log final metrics and tags, then end the active run with an explicit MLflow status."""
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+    mlflow.set_tags(dict(tags))
+    mlflow.end_run(status=status)
