@@ -93,6 +93,24 @@ MALFORMED = [
     bad("train.learning_rate", float("nan"), "finite number", id="lr-nan"),
     bad("fetch.timeout_s", float("inf"), "finite number", id="timeout-inf"),
     bad("fetch.url", "   ", "a URL, a file:// URL or a path", id="url-blank"),
+    bad("tune", DELETE, "missing", id="tune-missing"),
+    bad("tune.n_trials", 0, "greater than or equal to 1", id="trials-zero"),
+    bad("tune.workers", 0, "greater than or equal to 1", id="workers-zero"),
+    bad("tune.timeout_s", -5, "greater than or equal to 0", id="timeout-negative"),
+    bad("tune.pruner", "asha", "'median', 'hyperband' or 'none'", id="pruner-unknown"),
+    bad("tune.study_name", "my study", "match pattern", id="study-name-space"),
+    bad("tune.storage", "", "at least 1 character", id="storage-empty"),
+    bad("tune.max_epochs", 0, "greater than or equal to 1", id="trial-epochs-zero"),
+    bad("tune.search.latent_size", [], "at least 1 item", id="choices-empty"),
+    bad("tune.search.latent_size", [64, 64], "must not repeat", id="choices-repeat"),
+    bad("tune.search.encoder_width", [0], "greater than 0", id="choice-width-zero", named="tune.search.encoder_width.0"),
+    bad("tune.search.encoder_layers", [5], "less than or equal to 4", id="layers-5", named="tune.search.encoder_layers.0"),
+    bad("tune.search.decoder_layers", [0], "greater than or equal to 1", id="decoder-layers-0", named="tune.search.decoder_layers.0"),
+    bad("tune.search.head", ["lstm", "gru"], "'lstm' or 'dense'", id="choice-head", named="tune.search.head.1"),
+    bad("tune.search.learning_rate", {"low": 0.01, "high": 0.001}, "must be below high", id="lr-range-reversed"),
+    bad("tune.search.learning_rate", {"low": 0, "high": 0.001}, "greater than 0", id="lr-range-zero", named="tune.search.learning_rate.low"),
+    bad("tune.search.learning_rate", [0.001, 0.01], "valid dictionary", id="lr-range-list"),
+    bad("tune.search.dropout", [0.1], "unknown key", id="search-unknown-param"),
 ]
 
 
@@ -209,7 +227,11 @@ def test_any_positive_rate_and_widths_validate(learning_rate: float, widths: lis
 
 
 def dvc_stages() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    """The pipeline's stages and the tuning stage, which lives in its own dvc.yaml."""
+    stages = {}
+    for path in (ROOT / "dvc.yaml", ROOT / "tuning" / "dvc.yaml"):
+        stages.update(yaml.safe_load(path.read_text(encoding="utf-8"))["stages"])
+    return stages
 
 
 def test_every_dvc_params_key_exists_in_params_yaml() -> None:
@@ -223,7 +245,14 @@ def test_every_dvc_params_key_exists_in_params_yaml() -> None:
 
 
 def test_dvc_stages_are_the_cli_stages() -> None:
-    assert set(dvc_stages()) <= {"fetch", "preprocess", "eda", "train", "evaluate"}
+    assert set(dvc_stages()) == {"fetch", "preprocess", "eda", "train", "evaluate", "tune"}
+    assert set(dvc_stages()) <= set(STAGES)
+
+
+def test_plain_dvc_repro_never_starts_a_study() -> None:
+    """`dvc repro` reads only the root dvc.yaml; the tune stage lives in tuning/dvc.yaml."""
+    root_stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    assert "tune" not in root_stages
     assert set(dvc_stages()) <= set(STAGES)
 
 

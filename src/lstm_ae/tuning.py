@@ -97,12 +97,6 @@ def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-def split_work(missing: int, workers: int) -> list[int]:
-    """Share ``missing`` trials among workers so that together they run exactly that many."""
-    workers = max(1, min(workers, missing))
-    return [missing // workers + (i < missing % workers) for i in range(workers)] if missing > 0 else []
-
-
 class PruningCallback(keras.callbacks.Callback):
     """Report each epoch's validation loss to Optuna and stop the fit if the pruner says so."""
 
@@ -187,8 +181,18 @@ def exp_run_command(overrides: Mapping[str, Mapping[str, Any]]) -> str:
     return "dvc exp run " + " ".join(sets)
 
 
+# Below this many complete trials Optuna's evaluators return equal shares, which mean nothing.
+MIN_TRIALS_FOR_IMPORTANCE = 4
+
+
+def _enough_for_importance(study: optuna.Study) -> bool:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= MIN_TRIALS_FOR_IMPORTANCE
+
+
 def param_importances(study: optuna.Study, seed: int) -> dict[str, float]:
     """fANOVA importances of the complete trials (empty when there are too few to fit)."""
+    if not _enough_for_importance(study):
+        return {}
     try:
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
         return {k: float(v) for k, v in optuna.importance.get_param_importances(study, evaluator=evaluator).items()}
@@ -203,10 +207,11 @@ def study_figures(study: optuna.Study, seed: int) -> dict[str, Figure]:
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
     makers = {
         "optimization_history": lambda: plots.plot_optimization_history(study),
-        "param_importances": lambda: plots.plot_param_importances(study, evaluator=evaluator),
         "parallel_coordinate": lambda: plots.plot_parallel_coordinate(study),
         "intermediate_values": lambda: plots.plot_intermediate_values(study),
     }
+    if _enough_for_importance(study):
+        makers["param_importances"] = lambda: plots.plot_param_importances(study, evaluator=evaluator)
     result = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

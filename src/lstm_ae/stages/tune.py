@@ -99,14 +99,14 @@ def run(cfg: Config, progress: bool = False, isolate: bool = True) -> dict:
     # Trials must not resume the run that `mlflow run` handed us: they are its children.
     os.environ.pop("MLFLOW_RUN_ID", None)
 
-    shares = tuning.split_work(tune.n_trials - tuning.finished_trials(study), tune.workers)
+    budget = tune.n_trials - tuning.finished_trials(study)
     log.info(
-        "study %s in %s: %d finished trial(s); running %d more on %d worker(s); MLflow run %s",
-        tune.study_name, redact(tune.storage), tuning.finished_trials(study), sum(shares), len(shares), parent_id,
+        "study %s in %s: %d finished trial(s); running up to %d more on %d worker(s); MLflow run %s",
+        tune.study_name, redact(tune.storage), tune.n_trials - budget, max(budget, 0), tune.workers, parent_id,
     )
     status = "FAILED"
     try:
-        _run_workers(cfg, parent_id, experiment_id, shares, isolate)
+        _run_trials(cfg, study, parent_id, experiment_id, budget, isolate)
         summary = _report(cfg, study, parent_id)
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -118,46 +118,62 @@ def run(cfg: Config, progress: bool = False, isolate: bool = True) -> dict:
     return summary
 
 
-def _run_workers(cfg: Config, parent_id: str, experiment_id: str, shares: list[int], isolate: bool = True) -> None:
-    """Run each worker's share of trials, every trial in a fresh spawned process.
+def _run_trials(
+    cfg: Config, study: optuna.Study, parent_id: str, experiment_id: str, budget: int, isolate: bool = True
+) -> None:
+    """Run at most ``budget`` trials, tune.workers at a time, each in a fresh spawned process.
 
     TensorFlow keeps every traced training function for the life of a process, even after
     ``clear_session()`` (about 17 MiB per model here), so a process per trial is what keeps
-    memory flat over a long study. ``isolate=False`` runs one worker in this process (tests).
-    The time budget is checked before each trial starts, as Optuna's own ``timeout`` does.
+    memory flat over a long study. Before each start the study is read again, so trials that
+    workers on other machines finish count too: the study stops at tune.n_trials finished
+    trials, give or take the trials already running elsewhere. The time budget is checked
+    before each start, as Optuna's own ``timeout`` does. ``isolate=False`` runs the trials in
+    this process, one at a time (for tests that patch the objective).
     """
+    if budget <= 0:
+        return
     if not isolate:
-        for worker, n_trials in enumerate(shares):
-            work(cfg, parent_id, experiment_id, n_trials, worker)
+        work(cfg, parent_id, experiment_id, budget, worker=0)
         return
     context = multiprocessing.get_context("spawn")
     level = logging.getLogger().getEffectiveLevel()
     deadline = time.monotonic() + cfg.tune.timeout_s if cfg.tune.timeout_s else math.inf
-    left, running, failed = list(shares), {}, []
+    started, running, failed = 0, {}, []
+
+    def wanted() -> bool:
+        return (
+            started < budget
+            and not failed
+            and time.monotonic() < deadline
+            and tuning.finished_trials(study) + len(running) < cfg.tune.n_trials
+        )
+
     try:
-        while running or (any(left) and time.monotonic() < deadline):
-            for slot, n_left in enumerate(left):
-                if slot not in running and n_left and time.monotonic() < deadline:
+        while True:
+            for slot in range(cfg.tune.workers):
+                if slot not in running and wanted():
                     process = context.Process(
                         target=tune_worker, args=(cfg, parent_id, experiment_id, 1, slot, level), name=f"tune-worker-{slot}"
                     )
                     process.start()
                     running[slot] = process
-                    left[slot] -= 1
+                    started += 1
+            if not running:
+                break
             multiprocessing.connection.wait([p.sentinel for p in running.values()])
             for slot, process in list(running.items()):
                 if process.exitcode is not None:
                     del running[slot]
-                    if process.exitcode != 0:
+                    if process.exitcode != 0:  # trial errors are caught inside; this is the worker itself
                         failed.append(f"{process.name} (exit code {process.exitcode})")
-                        left[slot] = 0  # a broken worker stops; the others finish their share
     finally:
         for process in running.values():  # on Ctrl-C the workers got SIGINT too; let them record it
             process.join(timeout=30)
             if process.is_alive():
                 process.terminate()
     if failed:
-        raise TuneError(f"{', '.join(failed)} stopped early; finished trials are kept, run the same command to continue")
+        raise TuneError(f"{', '.join(failed)} stopped; finished trials are kept, run the same command to continue")
 
 
 def work(cfg: Config, parent_id: str, experiment_id: str, n_trials: int, worker: int, log_level: int | None = None) -> None:

@@ -1,0 +1,191 @@
+"""The tuning core: trial -> configs, work split, pruning callback, best-trial command, study figures."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from lstm_ae import tuning
+from lstm_ae.config import load_config, parse_config
+
+ROOT = Path(__file__).parents[1]
+CFG = load_config(ROOT / "params.yaml")
+
+PARAMS = {
+    "latent_size": 256,
+    "encoder_layers": 1,
+    "encoder_width": 512,
+    "decoder_layers": 2,
+    "decoder_width": 128,
+    "learning_rate": 0.0012345,
+    "batch_size": 128,
+    "head": "dense",
+}
+
+
+def test_a_trial_becomes_the_pipelines_model_and_train_configs() -> None:
+    model, train = tuning.configs_from_params(PARAMS, CFG.train, max_epochs=3)
+    assert model.encoder_widths == (512, 256)
+    assert model.latent_size == 256
+    assert model.decoder_widths == (128, 128)
+    assert model.head == "dense"
+    assert (train.learning_rate, train.batch_size, train.max_epochs) == (0.0012345, 128, 3)
+    assert train.patience == CFG.train.patience
+
+
+def test_no_hidden_encoder_layer_leaves_the_latent_lstm_alone() -> None:
+    model, _ = tuning.configs_from_params({**PARAMS, "encoder_layers": 0}, CFG.train)
+    assert model.encoder_widths == (256,)
+
+
+def test_suggest_params_stays_inside_the_search_space() -> None:
+    space = CFG.tune.search
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):
+        trial = study.ask()
+        params = tuning.suggest_params(trial, space)
+        assert params["latent_size"] in space.latent_size
+        assert params["head"] in space.head
+        assert space.learning_rate.low <= params["learning_rate"] <= space.learning_rate.high
+        study.tell(trial, 0.0)
+    distribution = study.trials[0].distributions["learning_rate"]
+    assert isinstance(distribution, FloatDistribution) and distribution.log
+
+
+def test_the_seeded_sampler_proposes_the_same_trials_again() -> None:
+    def proposals() -> list[dict]:
+        study = optuna.create_study(sampler=tuning.make_sampler(42))
+        study.optimize(lambda t: len(str(tuning.suggest_params(t, CFG.tune.search))), n_trials=5)
+        return [t.params for t in study.trials]
+
+    assert proposals() == proposals()
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("median", optuna.pruners.MedianPruner), ("hyperband", optuna.pruners.HyperbandPruner), ("none", optuna.pruners.NopPruner)],
+)
+def test_pruner_by_name(name: str, kind: type) -> None:
+    assert isinstance(tuning.make_pruner(name, max_epochs=3), kind)
+
+
+def test_a_path_is_a_journal_file_in_the_project_and_a_url_passes_through(tmp_path: Path) -> None:
+    storage = tuning.open_storage("studies/journal.log", tmp_path)
+    optuna.create_study(study_name="s", storage=storage)
+    assert (tmp_path / "studies" / "journal.log").stat().st_size > 0
+    assert tuning.open_storage("postgresql://u@host/db", tmp_path) == "postgresql://u@host/db"
+
+
+class FakeTrial:
+    """Records reports; prunes when told to."""
+
+    def __init__(self, prune: bool) -> None:
+        self.prune, self.reports = prune, []
+
+    def report(self, value: float, step: int) -> None:
+        self.reports.append((step, value))
+
+    def should_prune(self) -> bool:
+        return self.prune
+
+
+def test_pruning_callback_reports_each_epoch_and_raises_when_pruned() -> None:
+    keep = FakeTrial(prune=False)
+    tuning.PruningCallback(keep).on_epoch_end(0, {"val_loss": 0.5})
+    tuning.PruningCallback(keep).on_epoch_end(1, {"val_loss": 0.4})
+    assert keep.reports == [(1, 0.5), (2, 0.4)]
+    with pytest.raises(optuna.TrialPruned, match="after epoch 3"):
+        tuning.PruningCallback(FakeTrial(prune=True)).on_epoch_end(2, {"val_loss": 0.4})
+
+
+def test_a_nan_loss_is_not_reported_so_the_trial_fails_instead_of_being_pruned() -> None:
+    trial = FakeTrial(prune=True)
+    tuning.PruningCallback(trial).on_epoch_end(0, {"val_loss": float("nan")})
+    assert trial.reports == []
+
+
+def finished_study(values: list[float | None], states: list[TrialState] | None = None) -> optuna.Study:
+    """A study of synthetic trials over the real search space's parameter names."""
+    study = optuna.create_study()
+    rng = np.random.default_rng(0)
+    space = CFG.tune.search
+    distributions = {
+        "latent_size": CategoricalDistribution(space.latent_size),
+        "head": CategoricalDistribution(space.head),
+        "learning_rate": FloatDistribution(space.learning_rate.low, space.learning_rate.high, log=True),
+    }
+    for i, value in enumerate(values):
+        state = states[i] if states else TrialState.COMPLETE
+        params = {
+            "latent_size": space.latent_size[i % len(space.latent_size)],
+            "head": space.head[i % 2],
+            "learning_rate": float(rng.uniform(space.learning_rate.low, space.learning_rate.high)),
+        }
+        curve = {1: (value or 0.05) * 1.5, 2: value or 0.05} if state != TrialState.FAIL else {}
+        study.add_trial(
+            create_trial(
+                state=state,
+                value=value if state != TrialState.FAIL else None,
+                params=params,
+                distributions=distributions,
+                intermediate_values=curve if state == TrialState.COMPLETE else {1: curve.get(1, 0.1)} if curve else {},
+            )
+        )
+    return study
+
+
+def test_trial_epochs_counts_every_reported_epoch() -> None:
+    study = finished_study([0.02, 0.03, 0.04, None], [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL])
+    assert tuning.trial_epochs(study) == 2 + 2 + 1 + 0
+    assert tuning.finished_trials(study) == 3
+
+
+def test_best_trial_becomes_a_dvc_exp_run_line_that_parses_back() -> None:
+    trial = create_trial(value=0.01, params=PARAMS, distributions={k: CategoricalDistribution([v]) for k, v in PARAMS.items()})
+    overrides = tuning.best_overrides(trial, CFG.train)
+    assert overrides == {
+        "model": {"encoder_widths": [512, 256], "decoder_widths": [128, 128], "head": "dense"},
+        "train": {"learning_rate": 0.001234, "batch_size": 128},
+    }
+    words = shlex.split(tuning.exp_run_command(overrides))
+    assert words[:3] == ["dvc", "exp", "run"]
+    sets = dict(word.split("=", 1) for word in words[3:] if word != "-S")
+    # DVC parses each -S value as YAML: the values must round-trip into a valid config.
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    for key, text in sets.items():
+        section, name = key.split(".")
+        raw[section][name] = yaml.safe_load(text)
+    cfg = parse_config(raw)
+    assert cfg.model.encoder_widths == (512, 256) and cfg.train.learning_rate == 0.001234
+
+
+def test_study_figures_and_importances_of_a_finished_study() -> None:
+    study = finished_study([0.02, 0.03, 0.025, 0.04, 0.05, 0.021])
+    figures = tuning.study_figures(study, seed=0)
+    assert set(figures) == {"optimization_history", "param_importances", "parallel_coordinate", "intermediate_values"}
+    for figure in figures.values():
+        assert figure.axes
+    importances = tuning.param_importances(study, seed=0)
+    assert set(importances) == {"latent_size", "head", "learning_rate"}
+    assert sum(importances.values()) == pytest.approx(1.0)
+
+
+def test_a_study_too_small_for_a_figure_skips_that_figure() -> None:
+    figures = tuning.study_figures(finished_study([0.02]), seed=0)
+    assert "param_importances" not in figures
+    assert "optimization_history" in figures
+    assert tuning.param_importances(finished_study([0.02]), seed=0) == {}
+
+
+def test_progress_line_names_trial_state_params_and_best() -> None:
+    study = finished_study([0.02, 0.03])
+    line = tuning.describe_trial(study.trials[1], study.best_trial)
+    assert line.startswith("trial 1 COMPLETE after 2 epoch(s)")
+    assert "val MSE 0.03000" in line and "latent_size=" in line and "best: trial 0, 0.02000" in line
