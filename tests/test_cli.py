@@ -20,12 +20,12 @@ def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_help_lists_the_five_stages(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_lists_the_stages_and_tune(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert list(STAGES) == ["fetch", "preprocess", "eda", "train", "evaluate"]
+    assert list(STAGES) == ["fetch", "preprocess", "eda", "train", "evaluate", "tune"]
     for stage in STAGES:
         assert stage in out
 
@@ -70,3 +70,34 @@ def test_preprocess_without_archive_names_it_and_the_fetch_stage(tmp_path: Path)
     line = last_line_error(result.stderr)
     assert "data/raw/cifar-10-python.tar.gz" in line and "dvc repro fetch" in line
     assert not (tmp_path / "data" / "processed").exists()
+
+
+def test_tune_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["tune", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--n-trials", "--timeout", "--study-name", "--storage", "--workers", "--pruner"):
+        assert option in out
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--workers", "0"], "tune.workers: Input should be greater than or equal to 1 (got 0)"),
+        (["--pruner", "asha"], "tune.pruner: Input should be 'median', 'hyperband' or 'none'"),
+        (["--study_name", "a b"], "tune.study_name: String should match pattern"),
+    ],
+)
+def test_bad_tune_options_fail_like_bad_params(options: list[str], expected: str, capsys) -> None:
+    assert main(["tune", "--params", str(PARAMS), *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: command-line options: ") and expected in err
+    assert err.count("\n") == 1
+
+
+def test_tune_without_processed_data_names_the_preprocess_stage(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text(PARAMS.read_text(encoding="utf-8"), encoding="utf-8")
+    result = run_cli(tmp_path, "tune", "--n-trials", "1")
+    assert result.returncode == 1
+    assert "data/processed/cifar10.npz not found; run `dvc repro preprocess`" in result.stderr
+    assert not (tmp_path / "optuna-journal.log").exists()

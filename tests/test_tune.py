@@ -34,7 +34,7 @@ from lstm_ae.dataset import Dataset, save_dataset
 from lstm_ae.paths import PROCESSED, TUNE_BEST, TUNE_FIGURES, TUNE_SUMMARY, TUNE_TRIALS
 from lstm_ae.stages import tune as tune_stage
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow  # every test that trains, except the settings checks below
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_SEARCH = {
@@ -122,6 +122,7 @@ def studied(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+@slow
 def test_a_study_runs_the_requested_trials_as_child_runs_of_one_parent(studied: Path) -> None:
     study = load_study(studied)
     assert len(study.trials) == 6
@@ -150,6 +151,7 @@ def test_a_study_runs_the_requested_trials_as_child_runs_of_one_parent(studied: 
             "study/parallel_coordinate.png", "study/best_params.yaml"} <= artifacts
 
 
+@slow
 def test_memory_stays_flat_over_trials(studied: Path) -> None:
     """Each trial runs in a fresh process; in one process TensorFlow grows ~17 MiB per model."""
     _, children = split_runs(mlflow_runs(studied))
@@ -157,6 +159,7 @@ def test_memory_stays_flat_over_trials(studied: Path) -> None:
     assert max(rss) - min(rss) < 80, rss
 
 
+@slow
 def test_reports_hold_the_best_trial_and_a_command_that_applies_it(studied: Path) -> None:
     study = load_study(studied)
     best_text = (studied / TUNE_BEST).read_text(encoding="utf-8")
@@ -180,6 +183,7 @@ def test_reports_hold_the_best_trial_and_a_command_that_applies_it(studied: Path
     assert "oneDNN" not in log  # TensorFlow's import banner is muted in every trial process
 
 
+@slow
 def test_running_again_tops_the_study_up_and_reuses_its_parent_run(studied: Path) -> None:
     parent_before = load_study(studied).user_attrs["mlflow_parent_run_id"]
     result = tune_cli(studied)  # n_trials 6 reached: nothing to run
@@ -194,6 +198,7 @@ def test_running_again_tops_the_study_up_and_reuses_its_parent_run(studied: Path
     assert_one_child_run_per_trial(study, children, parent_before)
 
 
+@slow
 def test_a_changed_search_space_needs_a_new_study_name(studied: Path) -> None:
     params = studied / "params.yaml"
     original = params.read_text(encoding="utf-8")
@@ -211,6 +216,7 @@ def test_a_changed_search_space_needs_a_new_study_name(studied: Path) -> None:
     assert (studied / TUNE_SUMMARY).read_bytes() == summary_before
 
 
+@slow
 def test_bad_option_fails_before_any_work(studied: Path) -> None:
     result = tune_cli(studied, "--workers", "0", check=False)
     assert result.returncode == 2
@@ -223,6 +229,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@slow
 def test_optuna_dashboard_serves_the_study(studied: Path) -> None:
     port = free_port()
     dashboard = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
@@ -251,6 +258,22 @@ def test_optuna_dashboard_serves_the_study(studied: Path) -> None:
         server.wait(timeout=10)
 
 
+def test_redact_hides_the_password_of_a_storage_url() -> None:
+    assert tune_stage.redact("postgresql://me:s3cret@db/optuna") == "postgresql://me:***@db/optuna"
+    assert tune_stage.redact("optuna-journal.log") == "optuna-journal.log"
+
+
+def test_a_study_keeps_its_settings_and_names_what_changed() -> None:
+    cfg = load_config(REPO / "params.yaml")
+    study = optuna.create_study()
+    settings = tune_stage.study_settings(cfg, "a" * 32)
+    tune_stage.check_settings(study, settings)  # new study: recorded
+    tune_stage.check_settings(study, settings)  # same settings: fine
+    changed = {**settings, "tune.max_epochs": 9, "data_md5": "b" * 32}
+    with pytest.raises(tune_stage.TuneError, match=r"other data_md5, tune.max_epochs; .* new tune.study_name"):
+        tune_stage.check_settings(study, changed)
+
+
 # --- trials run in this process, with the objective patched -------------------------------
 
 
@@ -267,6 +290,7 @@ class PruneOddTrials(optuna.pruners.BasePruner):
         return trial.number % 2 == 1
 
 
+@slow
 def test_a_pruned_trial_stops_after_the_epoch_and_is_recorded_as_pruned(in_project: Path, monkeypatch) -> None:
     make_project(in_project, n_trials=4, max_epochs=3)
     monkeypatch.setattr(tuning, "make_pruner", lambda name, max_epochs: PruneOddTrials())
@@ -295,6 +319,7 @@ def nan_on_second_build(real_build):
     return build
 
 
+@slow
 def test_a_nan_trial_is_recorded_as_failed_and_the_study_goes_on(in_project: Path, monkeypatch) -> None:
     make_project(in_project, n_trials=3, pruner="none")
     monkeypatch.setattr(tuning, "build_autoencoder", nan_on_second_build(tuning.build_autoencoder))
@@ -311,6 +336,7 @@ def test_a_nan_trial_is_recorded_as_failed_and_the_study_goes_on(in_project: Pat
     assert tuning.finished_trials(load_study(in_project)) == 3
 
 
+@slow
 def test_a_study_without_a_complete_trial_keeps_the_previous_reports(in_project: Path, monkeypatch) -> None:
     make_project(in_project, n_trials=2, pruner="none")
     (in_project / TUNE_SUMMARY).parent.mkdir(parents=True)
@@ -362,6 +388,7 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@slow
 def test_three_workers_on_postgresql_record_every_trial_once(tmp_path: Path, postgres_url: str) -> None:
     project = make_project(tmp_path, n_trials=6, workers=3, storage=postgres_url, study_name="pg")
     tune_cli(project)
@@ -373,6 +400,7 @@ def test_three_workers_on_postgresql_record_every_trial_once(tmp_path: Path, pos
     assert_one_child_run_per_trial(study, children, parents[0].info.run_id)
 
 
+@slow
 def test_two_commands_at_once_share_one_postgresql_study(tmp_path: Path, postgres_url: str) -> None:
     """As on two machines: both fill one study; neither loses nor repeats a trial."""
     project = make_project(tmp_path, n_trials=6, workers=2, storage=postgres_url, study_name="pg-shared")
