@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -214,6 +215,42 @@ def test_a_changed_search_space_needs_a_new_study_name(studied: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "tune.search" in errors[0] and "--study-name" in errors[0]
     assert (studied / TUNE_SUMMARY).read_bytes() == summary_before
+
+
+@slow
+def test_ctrl_c_keeps_finished_trials_and_the_same_command_continues(tmp_path: Path) -> None:
+    project = make_project(tmp_path, n_trials=4, max_epochs=30, pruner="none")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PYTHONPATH"] = str(REPO / "src")
+    command = [sys.executable, "-m", "lstm_ae", "tune", "--workers", "2"]
+    # Its own process group, so the signal reaches the command and its workers, as Ctrl-C does.
+    process = subprocess.Popen(command, cwd=project, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            if (project / "optuna-journal.log").exists():
+                states = [t.state for t in load_study(project).trials]
+                if TrialState.COMPLETE in states and TrialState.RUNNING in states:
+                    break
+            time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr
+    assert "run the same command to continue" in stderr and "Traceback" not in stderr
+    study = load_study(project)
+    kept = tuning.finished_trials(study)
+    assert 1 <= kept < 4
+    assert TrialState.RUNNING not in [t.state for t in study.trials]
+    parents, children = split_runs(mlflow_runs(project))
+    assert parents[0].info.status == "KILLED"
+    assert "KILLED" in {r.info.status for r in children}
+    assert "RUNNING" not in {r.info.status for r in children}
+
+    tune_cli(project, "--n-trials", "4")
+    assert tuning.finished_trials(load_study(project)) == 4
 
 
 @slow

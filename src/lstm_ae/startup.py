@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -29,5 +30,12 @@ def import_quietly(name: str) -> ModuleType:
 
 def tune_worker(*args: Any) -> None:
     """Target of a spawned tuning process: this module is light, so the pickled call imports no
-    TensorFlow until import_quietly does."""
-    import_quietly("lstm_ae.stages.tune").work(*args)
+    TensorFlow until import_quietly does.
+
+    On Ctrl-C Optuna has already recorded the running trial as failed; exit with the shell's
+    code for SIGINT instead of a traceback per worker.
+    """
+    try:
+        import_quietly("lstm_ae.stages.tune").work(*args)
+    except KeyboardInterrupt:
+        sys.exit(130)

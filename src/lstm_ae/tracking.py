@@ -147,11 +147,14 @@ def resume_or_start(run_id: str | None, **start_kwargs: Any) -> mlflow.ActiveRun
 def open_parent_run(experiment_id: str, name: str, earlier_run_id: str | None, tags: Mapping[str, str]) -> tuple[str, bool]:
     """The run that holds a study: the one `mlflow run` made, the study's earlier one, or a new one.
 
-    Returns (run id, created). A reopened run is marked RUNNING again while trials are added.
+    Returns (run id, new): a new run still needs the study's params. A reopened run is marked
+    RUNNING again while trials are added.
     """
     client = mlflow.MlflowClient()
     if run_id := os.environ.get("MLFLOW_RUN_ID"):
-        return run_id, False
+        client.update_run(run_id, name=name)  # instead of the random name `mlflow run` gave it
+        client.log_batch(run_id, tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()])
+        return run_id, True
     if earlier_run_id:
         try:
             client.get_run(earlier_run_id)

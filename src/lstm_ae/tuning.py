@@ -221,7 +221,12 @@ def study_figures(study: optuna.Study, seed: int) -> dict[str, Figure]:
                 axes = make()
             except (ValueError, RuntimeError):
                 continue
-            figure = (axes.flat[0] if isinstance(axes, np.ndarray) else axes).figure
+            axis = axes.flat[0] if isinstance(axes, np.ndarray) else axes
+            if name in ("optimization_history", "intermediate_values"):
+                axis.set_ylabel("validation MSE")
+            if name == "intermediate_values":
+                axis.set_xlabel("epoch")
+            figure = axis.figure
             figure.set_size_inches(9, 5.5)
             figure.tight_layout()
             result[name] = figure
@@ -231,7 +236,7 @@ def study_figures(study: optuna.Study, seed: int) -> dict[str, Figure]:
 def describe_trial(trial: FrozenTrial, best: FrozenTrial | None) -> str:
     """One progress line: number, state, epochs, time, value, params and the best so far."""
     seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0.0
-    value = f"val MSE {trial.value:.5f}" if trial.value is not None else "no value"
+    value = f"val MSE {trial.value:.5f}" if trial.value is not None else trial.user_attrs.get("error", "no value")
     params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
     line = f"trial {trial.number} {trial.state.name} after {len(trial.intermediate_values)} epoch(s) in {seconds:.1f} s: {value} | {params}"
     if best is not None:

@@ -181,6 +181,7 @@ def work(cfg: Config, parent_id: str, experiment_id: str, n_trials: int, worker:
     if log_level is not None:  # a spawned process starts with no logging set up
         logging.basicConfig(level=log_level, format="%(levelname)s %(processName)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our one line per trial replaces Optuna's
+    logging.getLogger("optuna.study._optimize").addFilter(_expected_failures)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes: expected, one model per trial
     tracking.use_project_store()
     x_train, x_val, data_md5 = trial_data(cfg)
@@ -233,10 +234,18 @@ def _trial_run(trial: optuna.Trial, model_cfg, train_cfg, *, parent_id: str, exp
             raise
         except Exception as exc:
             state, status, error = "FAIL", "FAILED", f"{type(exc).__name__}: {exc}"[:500]
+            trial.set_user_attr("error", error)
             raise
         finally:
             results.update(trial_seconds=time.perf_counter() - started, rss_mib=psutil.Process().memory_info().rss / 2**20)
             tracking.end_active_run(status, results, {"trial_state": state, **({"error": error} if error else {})})
+
+
+def _expected_failures(record: logging.LogRecord) -> bool:
+    """Drop Optuna's traceback for Ctrl-C and for failures we explain in one line (UserError);
+    keep it for anything unexpected."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not isinstance(error, (KeyboardInterrupt, UserError))
 
 
 def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
