@@ -4,7 +4,7 @@ PYTHON ?= python3
 # Stages call `python -m lstm_ae`; putting the venv first on PATH makes DVC find the right one.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install repro test test-fast ui
+.PHONY: install repro test test-fast ui tune dashboard
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,9 @@ test-fast: install            ## unit tests only
 
 ui: install                   ## browse the runs at http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+tune: install                 ## an Optuna study as params.yaml's tune section says
+	lstm-ae tune
+
+dashboard: install            ## browse the tuning study at http://127.0.0.1:8080
+	optuna-dashboard optuna-journal.log

@@ -55,3 +55,9 @@ def load_dataset(path: Path) -> Dataset:
             class_names=tuple(str(c) for c in npz["class_names"]),
             archive_md5=str(npz["archive_md5"]),
         )
+
+
+def read_archive_md5(path: Path) -> str:
+    """The source archive's md5 alone (an .npz member is read only when asked for)."""
+    with np.load(require(Path(path), made_by="preprocess"), allow_pickle=False) as npz:
+        return str(npz["archive_md5"])

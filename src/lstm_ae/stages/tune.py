@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from lstm_ae import tracking, tuning
 from lstm_ae.atomic import atomic_dir, write_text
 from lstm_ae.config import Config
-from lstm_ae.dataset import load_dataset
+from lstm_ae.dataset import load_dataset, read_archive_md5
 from lstm_ae.errors import UserError
 from lstm_ae.paths import PROCESSED, TUNE_BEST, TUNE_FIGURES, TUNE_SUMMARY, TUNE_TRIALS, require
 from lstm_ae.sequences import scale
@@ -77,7 +77,7 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
-def run(cfg: Config, progress: bool = False, isolate: bool = True) -> dict:
+def run(cfg: Config, isolate: bool = True) -> dict:
     """Top the study up to tune.n_trials finished trials, then write reports/tune and log the study."""
     tune = cfg.tune
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -85,14 +85,15 @@ def run(cfg: Config, progress: bool = False, isolate: bool = True) -> dict:
     experiment_id = tracking.use_project_store()
     storage = tuning.open_storage(tune.storage, tracking.project_root())
     study = optuna.create_study(study_name=tune.study_name, storage=storage, direction="minimize", load_if_exists=True)
-    data_md5 = load_dataset(PROCESSED).archive_md5
+    data_md5 = read_archive_md5(PROCESSED)
     check_settings(study, study_settings(cfg, data_md5))
 
     tags = {**tracking.run_tags(data_md5), "optuna.study_name": tune.study_name, "optuna.storage": redact(tune.storage)}
     parent_id, created = tracking.open_parent_run(experiment_id, f"study-{tune.study_name}", study.user_attrs.get(PARENT_ATTR), tags)
     study.set_user_attr(PARENT_ATTR, parent_id)
     if created:
-        params = {"seed": cfg.seed, "train.patience": cfg.train.patience, "tune": tune.model_dump(mode="json")}
+        settings = {**tune.model_dump(mode="json"), "storage": redact(tune.storage)}
+        params = {"seed": cfg.seed, "train.patience": cfg.train.patience, "tune": settings}
         mlflow.MlflowClient().log_batch(
             parent_id, params=[mlflow.entities.Param(k, str(v)) for k, v in tracking.flatten_params(params).items()]
         )
