@@ -254,6 +254,14 @@ def test_ctrl_c_keeps_finished_trials_and_the_same_command_continues(tmp_path: P
 
 
 @slow
+def test_the_time_budget_stops_starting_trials(tmp_path: Path) -> None:
+    project = make_project(tmp_path, n_trials=10)
+    tune_cli(project, "--timeout", "1")  # the first trial starts at once and outlasts the budget
+    assert len(load_study(project).trials) == 1
+    assert json.loads((project / TUNE_SUMMARY).read_text(encoding="utf-8"))["n_complete"] == 1
+
+
+@slow
 def test_bad_option_fails_before_any_work(studied: Path) -> None:
     result = tune_cli(studied, "--workers", "0", check=False)
     assert result.returncode == 2
