@@ -254,6 +254,37 @@ def test_ctrl_c_keeps_finished_trials_and_the_same_command_continues(tmp_path: P
 
 
 @slow
+def test_a_killed_trial_process_is_marked_failed_and_the_study_goes_on(tmp_path: Path) -> None:
+    """kill -9 (or the OOM killer) on a trial's process: the trial fails, the next one starts."""
+    project = make_project(tmp_path, n_trials=3, max_epochs=40, pruner="none")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PYTHONPATH"] = str(REPO / "src")
+    process = subprocess.Popen([sys.executable, "-m", "lstm_ae", "tune"], cwd=project, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, victim = time.monotonic() + 300, None
+        while victim is None and time.monotonic() < deadline and process.poll() is None:
+            if (project / "optuna-journal.log").exists():
+                running = load_study(project).get_trials(states=(TrialState.RUNNING,))
+                if running and "worker" in running[0].user_attrs:
+                    victim = running[0]
+            time.sleep(0.2)
+        assert victim is not None, "no trial started"
+        os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        _, stderr = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert f"trial {victim.number} FAIL: its worker" in stderr and "killed by signal 9" in stderr
+    study = load_study(project)
+    assert study.trials[victim.number].state == TrialState.FAIL
+    assert len(study.trials) == 3 and tuning.finished_trials(study) == 2
+    _, children = split_runs(mlflow_runs(project))
+    killed = [r for r in children if r.info.run_id == victim.user_attrs["mlflow_run_id"]]
+    assert killed[0].info.status == "FAILED" and "killed by signal 9" in killed[0].data.tags["error"]
+
+
+@slow
 def test_the_time_budget_stops_starting_trials(tmp_path: Path) -> None:
     project = make_project(tmp_path, n_trials=10)
     tune_cli(project, "--timeout", "1")  # the first trial starts at once and outlasts the budget
@@ -317,6 +348,20 @@ def test_a_study_keeps_its_settings_and_names_what_changed() -> None:
     changed = {**settings, "tune.max_epochs": 9, "data_md5": "b" * 32}
     with pytest.raises(tune_stage.TuneError, match=r"other data_md5, tune.max_epochs; .* new tune.study_name"):
         tune_stage.check_settings(study, changed)
+
+
+def test_trials_left_running_by_a_dead_process_on_this_host_are_failed_on_resume() -> None:
+    study = optuna.create_study()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    owners = {
+        "dead": tune_stage.worker_id(int(dead.stdout)),
+        "alive": tune_stage.worker_id(),
+        "elsewhere": "another-host:1",
+    }
+    for owner in owners.values():
+        study.ask().set_user_attr("worker", owner)
+    assert tune_stage.fail_orphans(study, "no longer exists") == [0]
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
 
 
 # --- trials run in this process, with the objective patched -------------------------------

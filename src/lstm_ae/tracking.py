@@ -186,3 +186,10 @@ def end_active_run(status: str, metrics: Mapping[str, float], tags: Mapping[str,
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
     mlflow.set_tags(dict(tags))
     mlflow.end_run(status=status)
+
+
+def end_run(run_id: str, status: str, tags: Mapping[str, str]) -> None:
+    """End a run from outside the process that ran it (which was killed), with tags saying why."""
+    client = mlflow.MlflowClient()
+    client.log_batch(run_id, tags=[mlflow.entities.RunTag(k, v[:500]) for k, v in tags.items()])
+    client.set_terminated(run_id, status)

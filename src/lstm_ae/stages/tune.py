@@ -16,6 +16,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import re
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -72,6 +73,32 @@ def check_settings(study: optuna.Study, settings: dict) -> None:
         )
 
 
+def worker_id(pid: int | None = None) -> str:
+    """host:pid of the process running a trial, recorded on the trial."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
+def fail_orphans(study: optuna.Study, reason: str, worker: str | None = None) -> list[int]:
+    """Mark RUNNING trials whose process is gone as FAIL (and their MLflow runs FAILED).
+
+    With ``worker`` only that process's trials; without, every trial started on this host by
+    a process that no longer exists (a study resumed after a crash). Trials running on other
+    hosts are left alone: only their own host can tell whether they still run.
+    """
+    host = socket.gethostname() + ":"
+    orphans = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get("worker", "")
+        gone = owner == worker if worker else owner.startswith(host) and not psutil.pid_exists(int(owner[len(host):]))
+        if gone:
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            if run_id := trial.user_attrs.get("mlflow_run_id"):
+                tracking.end_run(run_id, "FAILED", {"trial_state": "FAIL", "error": f"worker {owner} {reason}"})
+            log.warning("trial %d FAIL: its worker %s %s", trial.number, owner, reason)
+            orphans.append(trial.number)
+    return orphans
+
+
 def redact(url: str) -> str:
     """A storage URL without its password, fit for logs and run tags."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
@@ -87,6 +114,7 @@ def run(cfg: Config, isolate: bool = True) -> dict:
     study = optuna.create_study(study_name=tune.study_name, storage=storage, direction="minimize", load_if_exists=True)
     data_md5 = read_archive_md5(PROCESSED)
     check_settings(study, study_settings(cfg, data_md5))
+    fail_orphans(study, "no longer exists")
 
     tags = {**tracking.run_tags(data_md5), "optuna.study_name": tune.study_name, "optuna.storage": redact(tune.storage)}
     parent_id, created = tracking.open_parent_run(experiment_id, f"study-{tune.study_name}", study.user_attrs.get(PARENT_ATTR), tags)
@@ -166,7 +194,9 @@ def _run_trials(
             for slot, process in list(running.items()):
                 if process.exitcode is not None:
                     del running[slot]
-                    if process.exitcode != 0:  # trial errors are caught inside; this is the worker itself
+                    if process.exitcode < 0:  # killed by a signal (the OOM killer, kill -9): its trial failed
+                        fail_orphans(study, f"killed by signal {-process.exitcode}", worker_id(process.pid))
+                    elif process.exitcode != 0:  # trial errors are caught inside; this is the worker itself
                         failed.append(f"{process.name} (exit code {process.exitcode})")
     finally:
         for process in running.values():  # on Ctrl-C the workers got SIGINT too; let them record it
@@ -220,6 +250,7 @@ def _trial_run(trial: optuna.Trial, model_cfg, train_cfg, *, parent_id: str, exp
     name = f"{trial.study.study_name}-trial-{trial.number}"
     with tracking.child_run(parent_id, experiment_id, name, {**tags, "optuna.trial_number": str(trial.number)}) as run:
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
+        trial.set_user_attr("worker", worker_id())
         configs = {"model": model_cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json")}
         mlflow.log_params({"trial_number": trial.number, **trial.params, **tracking.flatten_params(configs)})
         results: dict[str, float] = {}
