@@ -29,7 +29,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from lstm_ae import tuning
+from lstm_ae import trials, tuning
 from lstm_ae.config import load_config, parse_config
 from lstm_ae.dataset import Dataset, save_dataset
 from lstm_ae.paths import PROCESSED, TUNE_BEST, TUNE_FIGURES, TUNE_SUMMARY, TUNE_TRIALS
@@ -354,13 +354,13 @@ def test_trials_left_running_by_a_dead_process_on_this_host_are_failed_on_resume
     study = optuna.create_study()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     owners = {
-        "dead": tune_stage.worker_id(int(dead.stdout)),
-        "alive": tune_stage.worker_id(),
+        "dead": trials.worker_id(int(dead.stdout)),
+        "alive": trials.worker_id(),
         "elsewhere": "another-host:1",
     }
     for owner in owners.values():
         study.ask().set_user_attr("worker", owner)
-    assert tune_stage.fail_orphans(study, "no longer exists") == [0]
+    assert trials.fail_orphans(study, "no longer exists") == [0]
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
 
 

@@ -36,6 +36,6 @@ def tune_worker(*args: Any) -> None:
     code for SIGINT instead of a traceback per worker.
     """
     try:
-        import_quietly("lstm_ae.stages.tune").work(*args)
+        import_quietly("lstm_ae.trials").work(*args)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -1,0 +1,205 @@
+"""Running a study's trials: one spawned process per trial, each trial a nested MLflow run.
+
+The tune stage decides how many trials to run; this module runs them and keeps the two stores
+(Optuna's storage and MLflow) telling the same story, also when a trial's process is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import multiprocessing
+import multiprocessing.connection
+import os
+import socket
+import time
+from collections.abc import Iterator
+
+import mlflow
+import numpy as np
+import optuna
+import psutil
+from optuna.trial import TrialState
+
+from lstm_ae import tracking, tuning
+from lstm_ae.config import Config
+from lstm_ae.dataset import load_dataset
+from lstm_ae.errors import UserError
+from lstm_ae.paths import PROCESSED
+from lstm_ae.sequences import scale
+from lstm_ae.startup import tune_worker
+
+log = logging.getLogger(__name__)
+
+
+class TuneError(UserError, RuntimeError):
+    """The study cannot go on as asked; the message says what to change."""
+
+
+def worker_id(pid: int | None = None) -> str:
+    """host:pid of the process running a trial, recorded on the trial."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
+def fail_orphans(study: optuna.Study, reason: str, worker: str | None = None) -> list[int]:
+    """Mark RUNNING trials whose process is gone as FAIL (and their MLflow runs FAILED).
+
+    With ``worker`` only that process's trials; without, every trial started on this host by
+    a process that no longer exists (a study resumed after a crash). Trials running on other
+    hosts are left alone: only their own host can tell whether they still run.
+    """
+    host = socket.gethostname() + ":"
+    orphans = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get("worker", "")
+        gone = owner == worker if worker else owner.startswith(host) and not psutil.pid_exists(int(owner[len(host):]))
+        if gone:
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            if run_id := trial.user_attrs.get("mlflow_run_id"):
+                tracking.end_run(run_id, "FAILED", {"trial_state": "FAIL", "error": f"worker {owner} {reason}"})
+            log.warning("trial %d FAIL: its worker %s %s", trial.number, owner, reason)
+            orphans.append(trial.number)
+    return orphans
+
+
+def run_trials(
+    cfg: Config, study: optuna.Study, parent_id: str, experiment_id: str, budget: int, isolate: bool = True
+) -> None:
+    """Run at most ``budget`` trials, tune.workers at a time, each in a fresh spawned process.
+
+    TensorFlow keeps every traced training function for the life of a process, even after
+    ``clear_session()`` (about 17 MiB per model here), so a process per trial is what keeps
+    memory flat over a long study. Before each start the study is read again, so trials that
+    workers on other machines finish count too: the study stops at tune.n_trials finished
+    trials, give or take the trials already running elsewhere. The time budget is checked
+    before each start, as Optuna's own ``timeout`` does. ``isolate=False`` runs the trials in
+    this process, one at a time (for tests that patch the objective).
+    """
+    if budget <= 0:
+        return
+    if not isolate:
+        work(cfg, parent_id, experiment_id, budget, worker=0)
+        return
+    context = multiprocessing.get_context("spawn")
+    level = logging.getLogger().getEffectiveLevel()
+    deadline = time.monotonic() + cfg.tune.timeout_s if cfg.tune.timeout_s else math.inf
+    started, running, failed = 0, {}, []
+
+    def wanted() -> bool:
+        return (
+            started < budget
+            and not failed
+            and time.monotonic() < deadline
+            and tuning.finished_trials(study) + len(running) < cfg.tune.n_trials
+        )
+
+    try:
+        while True:
+            for slot in range(cfg.tune.workers):
+                if slot not in running and wanted():
+                    process = context.Process(
+                        target=tune_worker, args=(cfg, parent_id, experiment_id, 1, slot, level), name=f"tune-worker-{slot}"
+                    )
+                    process.start()
+                    running[slot] = process
+                    started += 1
+            if not running:
+                break
+            multiprocessing.connection.wait([p.sentinel for p in running.values()])
+            for slot, process in list(running.items()):
+                if process.exitcode is not None:
+                    del running[slot]
+                    if process.exitcode < 0:  # killed by a signal (the OOM killer, kill -9): its trial failed
+                        fail_orphans(study, f"killed by signal {-process.exitcode}", worker_id(process.pid))
+                    elif process.exitcode != 0:  # trial errors are caught inside; this is the worker itself
+                        failed.append(f"{process.name} (exit code {process.exitcode})")
+    finally:
+        for process in running.values():  # on Ctrl-C the workers got SIGINT too; let them record it
+            process.join(timeout=30)
+            if process.is_alive():
+                process.terminate()
+    if failed:
+        raise TuneError(f"{', '.join(failed)} stopped; finished trials are kept, run the same command to continue")
+
+
+def work(cfg: Config, parent_id: str, experiment_id: str, n_trials: int, worker: int, log_level: int | None = None) -> None:
+    """One worker: load the trial data and run ``n_trials`` trials of the shared study."""
+    if log_level is not None:  # a spawned process starts with no logging set up
+        logging.basicConfig(level=log_level, format="%(levelname)s %(processName)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our one line per trial replaces Optuna's
+    logging.getLogger("optuna.study._optimize").addFilter(_expected_failures)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes: expected, one model per trial
+    tracking.use_project_store()
+    x_train, x_val, data_md5 = trial_data(cfg)
+    tune = cfg.tune
+    storage = tuning.open_storage(tune.storage, tracking.project_root())
+    # Seeds differ per worker (or every worker would propose the same trials) and per resumption.
+    done = len(optuna.load_study(study_name=tune.study_name, storage=storage).trials)
+    study = optuna.load_study(
+        study_name=tune.study_name,
+        storage=storage,
+        sampler=tuning.make_sampler(cfg.seed + 10_007 * worker + done),
+        pruner=tuning.make_pruner(tune.pruner, tune.max_epochs),
+    )
+    tags = {"optuna.study_name": tune.study_name, **tracking.run_tags(data_md5)}
+    tracker = functools.partial(_trial_run, parent_id=parent_id, experiment_id=experiment_id, tags=tags)
+    objective = tuning.Objective(x_train, x_val, tune.search, cfg.train, tune.max_epochs, cfg.seed, tracker)
+    study.optimize(
+        objective,
+        n_trials=n_trials,
+        catch=(Exception,),  # a failing trial is recorded as FAIL and the study goes on
+        callbacks=[_log_trial],
+    )
+
+
+def trial_data(cfg: Config) -> tuple[np.ndarray, np.ndarray, str]:
+    """The first tune.train_images / tune.val_images of the (already shuffled) splits, scaled, and
+    the archive's md5. Fewer images than asked for means all of them."""
+    data = load_dataset(PROCESSED)
+    return scale(data.x_train[: cfg.tune.train_images]), scale(data.x_val[: cfg.tune.val_images]), data.archive_md5
+
+
+@contextlib.contextmanager
+def _trial_run(trial: optuna.Trial, model_cfg, train_cfg, *, parent_id: str, experiment_id: str, tags: dict) -> Iterator:
+    """A child MLflow run for one trial; its status and `trial_state` tag say how the trial ended."""
+    name = f"{trial.study.study_name}-trial-{trial.number}"
+    with tracking.child_run(parent_id, experiment_id, name, {**tags, "optuna.trial_number": str(trial.number)}) as run:
+        trial.set_user_attr("mlflow_run_id", run.info.run_id)
+        trial.set_user_attr("worker", worker_id())
+        configs = {"model": model_cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json")}
+        mlflow.log_params({"trial_number": trial.number, **trial.params, **tracking.flatten_params(configs)})
+        results: dict[str, float] = {}
+        started = time.perf_counter()
+        state, status, error = "COMPLETE", "FINISHED", None
+        try:
+            yield [tracking.EpochLogger()], results
+        except optuna.TrialPruned:
+            state = "PRUNED"
+            raise
+        except KeyboardInterrupt:
+            state, status = "FAIL", "KILLED"
+            raise
+        except Exception as exc:
+            state, status, error = "FAIL", "FAILED", f"{type(exc).__name__}: {exc}"[:500]
+            trial.set_user_attr("error", error)
+            raise
+        finally:
+            results.update(trial_seconds=time.perf_counter() - started, rss_mib=psutil.Process().memory_info().rss / 2**20)
+            tracking.end_active_run(status, results, {"trial_state": state, **({"error": error} if error else {})})
+
+
+def _expected_failures(record: logging.LogRecord) -> bool:
+    """Drop Optuna's traceback for Ctrl-C and for failures we explain in one line (UserError);
+    keep it for anything unexpected."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not isinstance(error, (KeyboardInterrupt, UserError))
+
+
+def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    try:
+        best = study.best_trial
+    except ValueError:  # no complete trial yet
+        best = None
+    log.info(tuning.describe_trial(trial, best))
