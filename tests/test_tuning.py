@@ -105,6 +105,14 @@ def test_pruning_callback_reports_each_epoch_and_raises_when_pruned() -> None:
         tuning.PruningCallback(FakeTrial(prune=True)).on_epoch_end(2, {"val_loss": 0.4})
 
 
+def test_the_last_epoch_is_reported_but_never_pruned() -> None:
+    trial = FakeTrial(prune=True)
+    tuning.PruningCallback(trial, last_epoch=3).on_epoch_end(2, {"val_loss": 0.4})
+    assert trial.reports == [(3, 0.4)]
+    with pytest.raises(optuna.TrialPruned):
+        tuning.PruningCallback(trial, last_epoch=3).on_epoch_end(1, {"val_loss": 0.4})
+
+
 def test_a_nan_loss_is_not_reported_so_the_trial_fails_instead_of_being_pruned() -> None:
     trial = FakeTrial(prune=True)
     tuning.PruningCallback(trial).on_epoch_end(0, {"val_loss": float("nan")})

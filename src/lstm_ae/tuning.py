@@ -98,18 +98,22 @@ def finished_trials(study: optuna.Study) -> int:
 
 
 class PruningCallback(keras.callbacks.Callback):
-    """Report each epoch's validation loss to Optuna and stop the fit if the pruner says so."""
+    """Report each epoch's validation loss to Optuna and stop the fit if the pruner says so.
 
-    def __init__(self, trial: optuna.Trial) -> None:
+    The last epoch is reported but never pruned: stopping then saves nothing and would throw
+    away a finished trial's result.
+    """
+
+    def __init__(self, trial: optuna.Trial, last_epoch: int | None = None) -> None:
         super().__init__()
-        self.trial = trial
+        self.trial, self.last_epoch = trial, last_epoch
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         val_loss = (logs or {}).get("val_loss")
         if val_loss is None or not math.isfinite(val_loss):
             return  # a NaN loss is TerminateOnNaN's business: the trial fails, it is not pruned
         self.trial.report(float(val_loss), step=epoch + 1)
-        if self.trial.should_prune():
+        if epoch + 1 != self.last_epoch and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (val_loss {val_loss:.5f})")
 
 
@@ -140,7 +144,7 @@ class Objective:
         with self.tracker(trial, model_cfg, train_cfg) as (callbacks, results), _fresh_keras():
             model = build_autoencoder(model_cfg)
             history = fit(
-                model, self.x_train, self.x_val, train_cfg, callbacks=[PruningCallback(trial), *callbacks], verbose=0
+                model, self.x_train, self.x_val, train_cfg, callbacks=[PruningCallback(trial, train_cfg.max_epochs), *callbacks], verbose=0
             )
             value = min(history["val_loss"])
             results.update({"val_mse": value, "epochs": len(history["val_loss"]), "param_count": model.count_params()})
