@@ -392,6 +392,8 @@ def test_a_pruned_trial_stops_after_the_epoch_and_is_recorded_as_pruned(in_proje
     _, children = split_runs(mlflow_runs(in_project))
     pruned = [r for r in children if r.data.tags["trial_state"] == "PRUNED"]
     assert len(pruned) == 2 and all(r.info.status == "FINISHED" for r in pruned)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{in_project / 'mlflow.db'}")
+    assert all(len(client.get_metric_history(r.info.run_id, "val_loss")) == 1 for r in pruned)
 
 
 def nan_on_second_build(real_build):

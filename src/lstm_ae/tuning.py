@@ -143,9 +143,9 @@ class Objective:
         keras.utils.set_random_seed(self.seed + trial.number)
         with self.tracker(trial, model_cfg, train_cfg) as (callbacks, results), _fresh_keras():
             model = build_autoencoder(model_cfg)
-            history = fit(
-                model, self.x_train, self.x_val, train_cfg, callbacks=[PruningCallback(trial, train_cfg.max_epochs), *callbacks], verbose=0
-            )
+            # Tracking callbacks first: a pruned epoch must still be logged before the fit stops.
+            pruning = PruningCallback(trial, train_cfg.max_epochs)
+            history = fit(model, self.x_train, self.x_val, train_cfg, callbacks=[*callbacks, pruning], verbose=0)
             value = min(history["val_loss"])
             results.update({"val_mse": value, "epochs": len(history["val_loss"]), "param_count": model.count_params()})
             return value
