@@ -223,8 +223,12 @@ def test_ctrl_c_keeps_finished_trials_and_the_same_command_continues(tmp_path: P
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env["PYTHONPATH"] = str(REPO / "src")
     command = [sys.executable, "-m", "lstm_ae", "tune", "--workers", "2"]
-    # Its own process group, so the signal reaches the command and its workers, as Ctrl-C does.
-    process = subprocess.Popen(command, cwd=project, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # Its own process group, so the signal reaches the command and its workers, as Ctrl-C does;
+    # SIGINT's default action restored, since a runner started in the background ignores it.
+    process = subprocess.Popen(
+        command, cwd=project, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and process.poll() is None:
