@@ -135,14 +135,11 @@ def work(cfg: Config, parent_id: str, experiment_id: str, n_trials: int, worker:
     x_train, x_val, data_md5 = trial_data(cfg)
     tune = cfg.tune
     storage = tuning.open_storage(tune.storage, tracking.project_root())
-    # Seeds differ per worker (or every worker would propose the same trials) and per resumption.
-    done = len(optuna.load_study(study_name=tune.study_name, storage=storage).trials)
     study = optuna.load_study(
-        study_name=tune.study_name,
-        storage=storage,
-        sampler=tuning.make_sampler(cfg.seed + 10_007 * worker + done),
-        pruner=tuning.make_pruner(tune.pruner, tune.max_epochs),
+        study_name=tune.study_name, storage=storage, pruner=tuning.make_pruner(tune.pruner, tune.max_epochs)
     )
+    # Seeds differ per worker (or every worker would propose the same trials) and per resumption.
+    study.sampler = tuning.make_sampler(cfg.seed + 10_007 * worker + len(study.trials))
     tags = {"optuna.study_name": tune.study_name, **tracking.run_tags(data_md5)}
     tracker = functools.partial(_trial_run, parent_id=parent_id, experiment_id=experiment_id, tags=tags)
     objective = tuning.Objective(x_train, x_val, tune.search, cfg.train, tune.max_epochs, cfg.seed, tracker)

@@ -15,13 +15,12 @@ from collections import Counter
 
 import mlflow
 import optuna
-from optuna.trial import TrialState
 
 from lstm_ae import tracking, tuning
 from lstm_ae.atomic import atomic_dir, write_text
 from lstm_ae.config import Config
 from lstm_ae.dataset import read_archive_md5
-from lstm_ae.paths import PROCESSED, TUNE_BEST, TUNE_FIGURES, TUNE_SUMMARY, TUNE_TRIALS, require
+from lstm_ae.paths import PROCESSED, TUNE_BEST, TUNE_FIGURES, TUNE_SUMMARY, TUNE_TRIALS
 from lstm_ae.trials import TuneError, fail_orphans, run_trials
 
 log = logging.getLogger(__name__)
@@ -66,11 +65,10 @@ def run(cfg: Config, isolate: bool = True) -> dict:
     """Top the study up to tune.n_trials finished trials, then write reports/tune and log the study."""
     tune = cfg.tune
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    require(PROCESSED, made_by="preprocess")
+    data_md5 = read_archive_md5(PROCESSED)  # first: a missing data set fails before any study exists
     experiment_id = tracking.use_project_store()
     storage = tuning.open_storage(tune.storage, tracking.project_root())
     study = optuna.create_study(study_name=tune.study_name, storage=storage, direction="minimize", load_if_exists=True)
-    data_md5 = read_archive_md5(PROCESSED)
     check_settings(study, study_settings(cfg, data_md5))
     fail_orphans(study, "no longer exists")
 
@@ -86,10 +84,11 @@ def run(cfg: Config, isolate: bool = True) -> dict:
     # Trials must not resume the run that `mlflow run` handed us: they are its children.
     os.environ.pop("MLFLOW_RUN_ID", None)
 
-    budget = tune.n_trials - tuning.finished_trials(study)
+    finished = tuning.finished_trials(study)
+    budget = tune.n_trials - finished
     log.info(
         "study %s in %s: %d finished trial(s); running up to %d more on %d worker(s); MLflow run %s",
-        tune.study_name, redact(tune.storage), tune.n_trials - budget, max(budget, 0), tune.workers, parent_id,
+        tune.study_name, redact(tune.storage), finished, max(budget, 0), tune.workers, parent_id,
     )
     status = "FAILED"
     try:
@@ -108,7 +107,7 @@ def run(cfg: Config, isolate: bool = True) -> dict:
 def _report(cfg: Config, study: optuna.Study, parent_id: str) -> dict:
     """Write best_params.yaml, summary.json, trials.csv and the study figures; log them to the parent."""
     counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
-    if not counts[TrialState.COMPLETE.name]:
+    if not counts["COMPLETE"]:
         raise TuneError(
             f"study {study.study_name!r} has no complete trial ({dict(counts)}); nothing to report. "
             "Check the failed trials' `error` tag in MLflow, then run the same command again"
@@ -144,8 +143,7 @@ def _report(cfg: Config, study: optuna.Study, parent_id: str) -> dict:
             figure.savefig(tmp / f"{name}.png", dpi=100)
 
     with mlflow.start_run(run_id=parent_id):
-        flat = {k: v for k, v in tracking.flatten_params(summary).items()}
-        mlflow.log_metrics({k: float(v) for k, v in flat.items()})
+        mlflow.log_metrics({k: float(v) for k, v in tracking.flatten_params(summary).items()})
         mlflow.set_tags(
             {"best_run_id": best.user_attrs.get("mlflow_run_id", ""), "apply_command": command}
             | {f"best.{k}": str(v) for k, v in best.params.items()}
