@@ -338,11 +338,6 @@ def test_optuna_dashboard_serves_the_study(studied: Path) -> None:
         server.wait(timeout=10)
 
 
-def test_redact_hides_the_password_of_a_storage_url() -> None:
-    assert tune_stage.redact("postgresql://me:s3cret@db/optuna") == "postgresql://me:***@db/optuna"
-    assert tune_stage.redact("optuna-journal.log") == "optuna-journal.log"
-
-
 def test_a_study_keeps_its_settings_and_names_what_changed() -> None:
     cfg = load_config(REPO / "params.yaml")
     study = optuna.create_study()

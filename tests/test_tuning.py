@@ -76,11 +76,36 @@ def test_pruner_by_name(name: str, kind: type) -> None:
     assert isinstance(tuning.make_pruner(name, max_epochs=3), kind)
 
 
-def test_a_path_is_a_journal_file_in_the_project_and_a_url_passes_through(tmp_path: Path) -> None:
+def test_a_path_is_a_journal_file_in_the_project(tmp_path: Path) -> None:
     storage = tuning.open_storage("studies/journal.log", tmp_path)
     optuna.create_study(study_name="s", storage=storage)
     assert (tmp_path / "studies" / "journal.log").stat().st_size > 0
-    assert tuning.open_storage("postgresql://u@host/db", tmp_path) == "postgresql://u@host/db"
+
+
+def test_a_url_is_a_database_with_optunas_heartbeat(tmp_path: Path) -> None:
+    def on_stale(study, trial):
+        pass
+
+    storage = tuning.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", tmp_path, heartbeat_s=7, on_stale=on_stale)
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    assert storage.get_heartbeat_interval() == 7 and storage.get_heartbeat_stale_trial_callback() is on_stale
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [("nosuchdb://u@host/db", "Can't load plugin"), (f"sqlite:////{'nonexistent-dir/' * 2}x.db", "unable to open")],
+)
+def test_a_database_that_cannot_be_opened_is_one_line_naming_tune_storage(url: str, reason: str, tmp_path: Path) -> None:
+    with pytest.raises(tuning.StorageError) as caught:
+        tuning.open_storage(url.replace("u@", "u:secret@"), tmp_path)
+    message = str(caught.value)
+    assert message.startswith("tune.storage: cannot open") and reason in message
+    assert "\n" not in message and "secret" not in message
+
+
+def test_redact_hides_the_password_of_a_storage_url() -> None:
+    assert tuning.redact("postgresql://me:s3cret@db/optuna") == "postgresql://me:***@db/optuna"
+    assert tuning.redact("optuna-journal.log") == "optuna-journal.log"
 
 
 class FakeTrial:

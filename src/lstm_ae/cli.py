@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import resource
+import signal
 import sys
 import time
 from pathlib import Path
@@ -83,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.quiet)
     from lstm_ae.config import ConfigError
     from lstm_ae.errors import UserError
+    from lstm_ae.startup import raise_on_sigterm
 
+    raise_on_sigterm()
     started = time.perf_counter()
     try:
         overrides = {k: getattr(args, k) for k in TUNE_OPTIONS if getattr(args, k, None) is not None}
@@ -94,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted; outputs from before this run are unchanged", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as lstm_ae.errors.Terminated
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"interrupted ({signal.Signals(signum).name}); outputs from before this run are unchanged", file=sys.stderr)
+        return 128 + signum
     # ru_maxrss is in KiB on Linux: the stage's peak resident memory, reported for the 6 GB budget.
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     logging.getLogger("lstm_ae").info(

@@ -152,6 +152,8 @@ class TuneConfig(_Section):
     n_trials: Annotated[Int, Field(ge=1, le=10_000)]
     timeout_s: Annotated[Float, Field(ge=0)]  # 0: no time limit
     workers: Annotated[Int, Field(ge=1, le=64)]
+    # Database storages only: a running trial silent for twice this long is failed.
+    heartbeat_s: Annotated[Int, Field(ge=1, le=3600)]
     pruner: Literal["median", "hyperband", "none"]
     max_epochs: Annotated[Int, Field(ge=1, le=1000)]
     train_images: Annotated[Int, Field(ge=1)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 from types import ModuleType
 from typing import Any
@@ -28,14 +29,28 @@ def import_quietly(name: str) -> ModuleType:
         os.close(devnull)
 
 
+def raise_on_sigterm() -> None:
+    """Turn this process's first SIGTERM into :class:`~lstm_ae.errors.Terminated`; later ones
+    are ignored, so a second signal cannot cut the clean-up short (SIGKILL still can)."""
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        from lstm_ae.errors import Terminated
+
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
 def tune_worker(*args: Any) -> None:
     """Target of a spawned tuning process: this module is light, so the pickled call imports no
     TensorFlow until import_quietly does.
 
-    On Ctrl-C Optuna has already recorded the running trial as failed; exit with the shell's
-    code for SIGINT instead of a traceback per worker.
+    On Ctrl-C or SIGTERM Optuna has already recorded the running trial as failed; exit with the
+    shell's code for the signal instead of a traceback per worker.
     """
+    raise_on_sigterm()
     try:
         import_quietly("lstm_ae.trials").work(*args)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        sys.exit(128 + getattr(exc, "signum", signal.SIGINT))

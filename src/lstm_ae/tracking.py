@@ -181,6 +181,21 @@ def child_run(parent_run_id: str, experiment_id: str, name: str, tags: Mapping[s
             mlflow.end_run(status="FAILED")
 
 
+@contextlib.contextmanager
+def ended_as_it_failed() -> Iterator[None]:
+    """Inside an active run: Ctrl-C or SIGTERM ends it as KILLED, an exception as FAILED with an
+    `error` tag. MLflow's own exit would say FAILED for both, without the reason."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        mlflow.end_run(status="KILLED")
+        raise
+    except Exception as exc:
+        mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:500])
+        mlflow.end_run(status="FAILED")
+        raise
+
+
 def end_active_run(status: str, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
     """Log final metrics and tags, then end the active run with an explicit MLflow status."""
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()})

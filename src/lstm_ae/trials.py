@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from lstm_ae import tracking, tuning
 from lstm_ae.config import Config
 from lstm_ae.dataset import load_dataset
-from lstm_ae.errors import UserError
+from lstm_ae.errors import Terminated, UserError
 from lstm_ae.paths import PROCESSED
 from lstm_ae.sequences import scale
 from lstm_ae.startup import tune_worker
@@ -115,11 +115,18 @@ def run_trials(
                         fail_orphans(study, f"killed by signal {-process.exitcode}", worker_id(process.pid))
                     elif process.exitcode != 0:  # trial errors are caught inside; this is the worker itself
                         failed.append(f"{process.name} (exit code {process.exitcode})")
+    except Terminated:
+        # SIGTERM reached this process only (Ctrl-C reaches the whole process group): pass it on.
+        for process in running.values():
+            process.terminate()
+        raise
     finally:
-        for process in running.values():  # on Ctrl-C the workers got SIGINT too; let them record it
+        for process in running.values():  # let each worker record its interrupted trial
             process.join(timeout=30)
             if process.is_alive():
-                process.terminate()
+                process.kill()
+                process.join()
+                fail_orphans(study, "did not stop within 30 s of the interrupt", worker_id(process.pid))
     if failed:
         raise TuneError(f"{', '.join(failed)} stopped; finished trials are kept, run the same command to continue")
 
@@ -134,7 +141,7 @@ def work(cfg: Config, parent_id: str, experiment_id: str, n_trials: int, worker:
     tracking.use_project_store()
     x_train, x_val, data_md5 = trial_data(cfg)
     tune = cfg.tune
-    storage = tuning.open_storage(tune.storage, tracking.project_root())
+    storage = tuning.open_storage(tune.storage, tracking.project_root(), tune.heartbeat_s, on_stale=_stale_trial)
     study = optuna.load_study(
         study_name=tune.study_name, storage=storage, pruner=tuning.make_pruner(tune.pruner, tune.max_epochs)
     )
@@ -185,6 +192,15 @@ def _trial_run(trial: optuna.Trial, model_cfg, train_cfg, *, parent_id: str, exp
         finally:
             results.update(trial_seconds=time.perf_counter() - started, rss_mib=psutil.Process().memory_info().rss / 2**20)
             tracking.end_active_run(status, results, {"trial_state": state, **({"error": error} if error else {})})
+
+
+def _stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Optuna's heartbeat failed ``trial`` (its worker stopped, maybe on another machine): end its
+    MLflow run too, so neither store shows it running."""
+    owner = trial.user_attrs.get("worker", "unknown")
+    if run_id := trial.user_attrs.get("mlflow_run_id"):
+        tracking.end_run(run_id, "FAILED", {"trial_state": "FAIL", "error": f"worker {owner} stopped sending heartbeats"})
+    log.warning("trial %d FAIL: its worker %s stopped sending heartbeats", trial.number, owner)
 
 
 def _expected_failures(record: logging.LogRecord) -> bool:

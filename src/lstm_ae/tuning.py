@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
+import re
 import shlex
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -19,10 +20,12 @@ from typing import Any
 import keras
 import numpy as np
 import optuna
+import sqlalchemy
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
 from lstm_ae.config import ModelConfig, SearchSpace, TrainConfig
+from lstm_ae.errors import UserError
 from lstm_ae.model import build_autoencoder
 from lstm_ae.training import fit
 
@@ -31,6 +34,12 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # A tracker wraps one trial: it receives the trial and its configs, yields the Keras callbacks
 # to add (per-epoch logging) and a dict that the objective fills with the trial's final metrics.
 Tracker = Callable[[optuna.Trial, ModelConfig, TrainConfig], contextlib.AbstractContextManager[tuple[list, dict]]]
+# Called with a trial that Optuna's heartbeat found silent and failed.
+StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+class StorageError(UserError, ValueError):
+    """tune.storage names a database that cannot be opened."""
 
 
 def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
@@ -79,17 +88,39 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_storage(storage: str, root: Path) -> str | optuna.storages.BaseStorage:
-    """A URL (anything with ``://``) goes to Optuna as is; a path is a journal file under ``root``.
+def open_storage(
+    storage: str, root: Path, heartbeat_s: int | None = None, on_stale: StaleCallback | None = None
+) -> optuna.storages.BaseStorage:
+    """An Optuna storage: a URL (anything with ``://``) is a database, a path a journal file under ``root``.
 
     Optuna's journal file is safe for several processes on one machine (it locks the file), and
-    needs no server, so it is the project's default.
+    needs no server, so it is the project's default. A database gets Optuna's heartbeat: each
+    running trial records one every ``heartbeat_s`` seconds, and before a trial starts, trials
+    silent for twice that long (their worker was killed, their machine lost) are failed and
+    passed to ``on_stale``. The journal has no heartbeat in Optuna 5; on one machine
+    ``trials.fail_orphans`` finds such trials by process id instead.
     """
-    if "://" in storage:
-        return storage
-    path = Path(storage) if Path(storage).is_absolute() else root / storage
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    if "://" not in storage:
+        path = Path(storage) if Path(storage).is_absolute() else root / storage
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat's
+            return optuna.storages.RDBStorage(
+                storage, heartbeat_interval=heartbeat_s, heartbeat_stale_trial_callback=on_stale
+            )
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise StorageError(
+            f"tune.storage: cannot open {redact(storage)} ({reason}); check the URL and that the database "
+            "server is running, or use a journal file path"
+        ) from exc
+
+
+def redact(url: str) -> str:
+    """A storage URL without its password, fit for logs and run tags."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def finished_trials(study: optuna.Study) -> int:

@@ -76,7 +76,7 @@ def run(cfg: Config) -> dict[str, float]:
 
     tracking.use_project_store()
     run_id = json.loads(RUN_INFO.read_text())["run_id"] if RUN_INFO.exists() else None
-    with tracking.resume_or_start(run_id, tags=tracking.run_tags(data.archive_md5)):
+    with tracking.resume_or_start(run_id, tags=tracking.run_tags(data.archive_md5)), tracking.ended_as_it_failed():
         mlflow.log_metrics({**model_summary, **pca_summary, "mean_image_test_mse": results["mean_image_test_mse"]})
         tracking.log_figures(drawn, "evaluate")
         if EDA_METRICS.exists():

@@ -35,7 +35,10 @@ def run(cfg: Config) -> dict[str, list[float]]:
     data = load_dataset(PROCESSED).scaled()
     model = build_autoencoder(cfg.model)
     tracking.use_project_store()
-    with mlflow.start_run(run_name=tracking.run_name(), tags=tracking.run_tags(data.archive_md5)) as active:
+    with (
+        mlflow.start_run(run_name=tracking.run_name(), tags=tracking.run_tags(data.archive_md5)) as active,
+        tracking.ended_as_it_failed(),
+    ):
         mlflow.log_params(tracking.flatten_params(cfg.model_dump(mode="json")))
         mlflow.log_params(
             {"n_train": len(data.x_train), "n_val": len(data.x_val), "param_count": model.count_params()}

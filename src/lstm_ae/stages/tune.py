@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections import Counter
 
 import mlflow
@@ -56,27 +55,22 @@ def check_settings(study: optuna.Study, settings: dict) -> None:
         )
 
 
-def redact(url: str) -> str:
-    """A storage URL without its password, fit for logs and run tags."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
 def run(cfg: Config, isolate: bool = True) -> dict:
     """Top the study up to tune.n_trials finished trials, then write reports/tune and log the study."""
     tune = cfg.tune
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data_md5 = read_archive_md5(PROCESSED)  # first: a missing data set fails before any study exists
     experiment_id = tracking.use_project_store()
-    storage = tuning.open_storage(tune.storage, tracking.project_root())
+    storage = tuning.open_storage(tune.storage, tracking.project_root(), tune.heartbeat_s)
     study = optuna.create_study(study_name=tune.study_name, storage=storage, direction="minimize", load_if_exists=True)
     check_settings(study, study_settings(cfg, data_md5))
     fail_orphans(study, "no longer exists")
 
-    tags = {**tracking.run_tags(data_md5), "optuna.study_name": tune.study_name, "optuna.storage": redact(tune.storage)}
+    tags = {**tracking.run_tags(data_md5), "optuna.study_name": tune.study_name, "optuna.storage": tuning.redact(tune.storage)}
     parent_id, created = tracking.open_parent_run(experiment_id, f"study-{tune.study_name}", study.user_attrs.get(PARENT_ATTR), tags)
     study.set_user_attr(PARENT_ATTR, parent_id)
     if created:
-        settings = {**tune.model_dump(mode="json"), "storage": redact(tune.storage)}
+        settings = {**tune.model_dump(mode="json"), "storage": tuning.redact(tune.storage)}
         params = {"seed": cfg.seed, "train.patience": cfg.train.patience, "tune": settings}
         mlflow.MlflowClient().log_batch(
             parent_id, params=[mlflow.entities.Param(k, str(v)) for k, v in tracking.flatten_params(params).items()]
@@ -88,7 +82,7 @@ def run(cfg: Config, isolate: bool = True) -> dict:
     budget = tune.n_trials - finished
     log.info(
         "study %s in %s: %d finished trial(s); running up to %d more on %d worker(s); MLflow run %s",
-        tune.study_name, redact(tune.storage), finished, max(budget, 0), tune.workers, parent_id,
+        tune.study_name, tuning.redact(tune.storage), finished, max(budget, 0), tune.workers, parent_id,
     )
     status = "FAILED"
     try:
@@ -97,7 +91,7 @@ def run(cfg: Config, isolate: bool = True) -> dict:
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
-        log.warning("interrupted: finished trials are kept in %s; run the same command to continue", redact(tune.storage))
+        log.warning("interrupted: finished trials are kept in %s; run the same command to continue", tuning.redact(tune.storage))
         raise
     finally:
         mlflow.MlflowClient().set_terminated(parent_id, status)
