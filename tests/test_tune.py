@@ -23,7 +23,6 @@ from pathlib import Path
 
 import keras
 import mlflow
-import numpy as np
 import optuna
 import pytest
 import yaml
@@ -31,9 +30,9 @@ from optuna.trial import TrialState
 
 from lstm_ae import trials, tuning
 from lstm_ae.config import load_config, parse_config
-from lstm_ae.dataset import Dataset, save_dataset
-from lstm_ae.paths import PROCESSED, TUNE_BEST, TUNE_FIGURES, TUNE_SUMMARY, TUNE_TRIALS
+from lstm_ae.paths import TUNE_BEST, TUNE_FIGURES, TUNE_SUMMARY, TUNE_TRIALS
 from lstm_ae.stages import tune as tune_stage
+from projects import cli_env, make_tiny_project
 
 slow = pytest.mark.slow  # every test that trains, except the settings checks below
 
@@ -52,27 +51,12 @@ TINY_SEARCH = {
 
 def make_project(root: Path, **tune: object) -> Path:
     """A project folder with a tiny processed data set and params.yaml set for fast trials."""
-    rng = np.random.default_rng(0)
-
-    def images(n: int) -> np.ndarray:
-        return rng.integers(0, 256, size=(n, 32, 96), dtype=np.uint8)
-
-    labels = lambda n: rng.integers(0, 10, size=n, dtype=np.int64)  # noqa: E731
-    data = Dataset(images(96), labels(96), images(48), labels(48), images(16), labels(16), tuple("abcdefghij"), "0" * 32)
-    save_dataset(data, root / PROCESSED)
-    raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    raw["tune"].update(
-        {"study_name": "tiny", "n_trials": 4, "max_epochs": 2, "train_images": 96, "val_images": 48, "search": TINY_SEARCH}
-    )
-    raw["tune"].update(tune)
-    parse_config(raw)
-    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    return root
+    settings = {"study_name": "tiny", "n_trials": 4, "max_epochs": 2, "train_images": 96, "val_images": 48}
+    return make_tiny_project(root, tune={**settings, "search": TINY_SEARCH, **tune})
 
 
 def tune_cli(project: Path, *options: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env["PYTHONPATH"] = str(REPO / "src")
+    env = cli_env()
     result = subprocess.run(
         [sys.executable, "-m", "lstm_ae", "tune", *options], cwd=project, env=env, capture_output=True, text=True
     )
@@ -220,8 +204,7 @@ def test_a_changed_search_space_needs_a_new_study_name(studied: Path) -> None:
 @slow
 def test_ctrl_c_keeps_finished_trials_and_the_same_command_continues(tmp_path: Path) -> None:
     project = make_project(tmp_path, n_trials=4, max_epochs=30, pruner="none")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env["PYTHONPATH"] = str(REPO / "src")
+    env = cli_env()
     command = [sys.executable, "-m", "lstm_ae", "tune", "--workers", "2"]
     # Its own process group, so the signal reaches the command and its workers, as Ctrl-C does;
     # SIGINT's default action restored, since a runner started in the background ignores it.
@@ -261,8 +244,7 @@ def test_ctrl_c_keeps_finished_trials_and_the_same_command_continues(tmp_path: P
 def test_a_killed_trial_process_is_marked_failed_and_the_study_goes_on(tmp_path: Path) -> None:
     """kill -9 (or the OOM killer) on a trial's process: the trial fails, the next one starts."""
     project = make_project(tmp_path, n_trials=3, max_epochs=40, pruner="none")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env["PYTHONPATH"] = str(REPO / "src")
+    env = cli_env()
     process = subprocess.Popen([sys.executable, "-m", "lstm_ae", "tune"], cwd=project, env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline, victim = time.monotonic() + 300, None
@@ -496,8 +478,7 @@ def test_two_commands_at_once_share_one_postgresql_study(tmp_path: Path, postgre
     """As on two machines: both fill one study; neither loses nor repeats a trial."""
     project = make_project(tmp_path, n_trials=6, workers=2, storage=postgres_url, study_name="pg-shared")
     tune_cli(project, "--n-trials", "1", "--workers", "1")  # creates the study and its parent run
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env["PYTHONPATH"] = str(REPO / "src")
+    env = cli_env()
     command = [sys.executable, "-m", "lstm_ae", "tune"]
     both = [subprocess.Popen(command, cwd=project, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for process in both:

@@ -15,6 +15,7 @@ from lstm_ae.atomic import atomic_dir, write_text
 from lstm_ae.baselines import pca_reconstruct
 from lstm_ae.config import Config
 from lstm_ae.dataset import load_dataset
+from lstm_ae.errors import UserError
 from lstm_ae.paths import EDA_FIGURES, EDA_METRICS, EVAL_FIGURES, METRICS, MODEL, PER_CLASS, PROCESSED, RUN_INFO, require
 from lstm_ae.sequences import to_images
 from lstm_ae.training import keras_verbosity
@@ -22,9 +23,24 @@ from lstm_ae.training import keras_verbosity
 log = logging.getLogger(__name__)
 
 
+class ModelFileError(UserError, ValueError):
+    """The model file cannot be loaded, or not safely; the message says what to do."""
+
+
 def load_model(path: Path = MODEL) -> keras.Model:
-    """Load for inference only, in Keras safe mode: a model file cannot run arbitrary code."""
-    return keras.models.load_model(require(path, made_by="train"), compile=False, safe_mode=True)
+    """Load for inference only, in Keras safe mode: a model file cannot run arbitrary code
+    (a Lambda layer's Python function is refused, not called)."""
+    try:
+        return keras.models.load_model(require(path, made_by="train"), compile=False, safe_mode=True)
+    except ValueError as exc:
+        if "safe_mode" in str(exc):
+            raise ModelFileError(
+                f"{path}: refused to load: it holds Python code (a Lambda layer) that Keras safe mode does "
+                "not run. Write it again with `dvc repro train`"
+            ) from exc
+        raise ModelFileError(
+            f"{path}: not a readable Keras model file; write it again with `dvc repro train`"
+        ) from exc
 
 
 def headline(summary: dict[str, float], prefix: str) -> dict[str, float]:
