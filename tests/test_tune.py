@@ -7,6 +7,7 @@ where a test patches the objective and runs the trials in this process.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import keras
@@ -100,8 +101,9 @@ def assert_one_child_run_per_trial(study: optuna.Study, children: list, parent_i
 
 @pytest.fixture(scope="module")
 def studied(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 6-trial study run by the command line with two worker processes."""
-    project = make_project(tmp_path_factory.mktemp("tune"), n_trials=6, workers=2)
+    """An 8-trial study run by the command line with four worker processes at once, on the
+    default journal storage and the project's SQLite MLflow store."""
+    project = make_project(tmp_path_factory.mktemp("tune"), n_trials=8, workers=4)
     result = tune_cli(project)
     (project / "first_run.log").write_text(result.stderr, encoding="utf-8")
     return project
@@ -110,8 +112,10 @@ def studied(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @slow
 def test_a_study_runs_the_requested_trials_as_child_runs_of_one_parent(studied: Path) -> None:
     study = load_study(studied)
-    assert len(study.trials) == 6
+    assert len(study.trials) == 8
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    log = (studied / "first_run.log").read_text(encoding="utf-8")
+    assert "database is locked" not in log and "Traceback" not in log
     parents, children = split_runs(mlflow_runs(studied))
     assert [p.info.run_name for p in parents] == ["study-tiny"]
     parent = parents[0]
@@ -129,7 +133,7 @@ def test_a_study_runs_the_requested_trials_as_child_runs_of_one_parent(studied: 
         assert len(val_losses) == len(trial.intermediate_values)
         assert val_losses == pytest.approx([trial.intermediate_values[s] for s in sorted(trial.intermediate_values)])
     assert parent.data.metrics["best_val_mse"] == pytest.approx(study.best_value)
-    assert parent.data.metrics["n_complete"] + parent.data.metrics["n_pruned"] == 6
+    assert parent.data.metrics["n_complete"] + parent.data.metrics["n_pruned"] == 8
     assert parent.data.tags["best.latent_size"] == str(study.best_params["latent_size"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "study")}
     assert {"study/optimization_history.png", "study/intermediate_values.png", "study/param_importances.png",
@@ -158,25 +162,25 @@ def test_reports_hold_the_best_trial_and_a_command_that_applies_it(studied: Path
     parse_config(raw)  # the best values make a valid params.yaml
     summary = json.loads((studied / TUNE_SUMMARY).read_text(encoding="utf-8"))
     assert summary["best_trial"] == study.best_trial.number
-    assert summary["n_complete"] + summary["n_pruned"] + summary["n_failed"] == 6
+    assert summary["n_complete"] + summary["n_pruned"] + summary["n_failed"] == 8
     assert summary["trial_epochs"] == sum(len(t.intermediate_values) for t in study.trials)
     assert set(summary["importance"]) <= set(TINY_SEARCH)
-    assert len((studied / TUNE_TRIALS).read_text(encoding="utf-8").splitlines()) == 7
+    assert len((studied / TUNE_TRIALS).read_text(encoding="utf-8").splitlines()) == 9
     assert {p.name for p in (studied / TUNE_FIGURES).iterdir()} >= {"optimization_history.png", "intermediate_values.png"}
     log = (studied / "first_run.log").read_text(encoding="utf-8")
-    assert log.count("tune-worker-") >= 6 and "best trial" in log
+    assert all(f"tune-worker-{slot}:" in log for slot in range(4)) and "best trial" in log
     assert "oneDNN" not in log  # TensorFlow's import banner is muted in every trial process
 
 
 @slow
 def test_running_again_tops_the_study_up_and_reuses_its_parent_run(studied: Path) -> None:
     parent_before = load_study(studied).user_attrs["mlflow_parent_run_id"]
-    result = tune_cli(studied)  # n_trials 6 reached: nothing to run
+    result = tune_cli(studied)  # n_trials 8 reached: nothing to run
     assert "running up to 0 more" in result.stderr
-    assert len(load_study(studied).trials) == 6
-    tune_cli(studied, "--n-trials", "7", "--workers", "1")
+    assert len(load_study(studied).trials) == 8
+    tune_cli(studied, "--n-trials", "9", "--workers", "1")
     study = load_study(studied)
-    assert len(study.trials) == 7
+    assert len(study.trials) == 9
     parents, children = split_runs(mlflow_runs(studied))
     assert [p.info.run_id for p in parents] == [parent_before]
     assert parents[0].info.status == "FINISHED"
@@ -201,31 +205,48 @@ def test_a_changed_search_space_needs_a_new_study_name(studied: Path) -> None:
     assert (studied / TUNE_SUMMARY).read_bytes() == summary_before
 
 
-@slow
-def test_ctrl_c_keeps_finished_trials_and_the_same_command_continues(tmp_path: Path) -> None:
-    project = make_project(tmp_path, n_trials=4, max_epochs=30, pruner="none")
-    env = cli_env()
-    command = [sys.executable, "-m", "lstm_ae", "tune", "--workers", "2"]
-    # Its own process group, so the signal reaches the command and its workers, as Ctrl-C does;
-    # SIGINT's default action restored, since a runner started in the background ignores it.
-    process = subprocess.Popen(
-        command, cwd=project, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+def start_tune(project: Path, *options: str) -> subprocess.Popen:
+    """`lstm-ae tune` in its own process group (signals sent to the group reach its workers, as
+    Ctrl-C does), with SIGINT's default restored: a runner started in the background ignores it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "lstm_ae", "tune", *options], cwd=project, env=cli_env(), stderr=subprocess.PIPE,
+        text=True, start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+def wait_for_trials(process: subprocess.Popen, study: Callable[[], optuna.Study], *states: TrialState) -> list:
+    """Poll the study until it holds a trial in each of ``states``; the trials then RUNNING."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(KeyError):  # the study is not created yet
+            trials = study().trials
+            running = [t for t in trials if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
+            if running and set(states) <= {t.state for t in trials}:
+                return running
+        time.sleep(0.3)
+    raise AssertionError(f"no trial in {states} within 300 s; the command exited with {process.poll()}")
+
+
+@slow
+@pytest.mark.parametrize(
+    ("signum", "to_group"), [(signal.SIGINT, True), (signal.SIGTERM, False)], ids=["ctrl-c", "sigterm-to-runner"]
+)
+def test_an_interrupt_keeps_finished_trials_and_the_same_command_continues(
+    signum: int, to_group: bool, tmp_path: Path
+) -> None:
+    """Ctrl-C reaches the whole process group; `kill` (SIGTERM) reaches the runner only, which
+    passes it on to its workers."""
+    project = make_project(tmp_path, n_trials=4, max_epochs=30, pruner="none")
+    process = start_tune(project, "--workers", "2")
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and process.poll() is None:
-            if (project / "optuna-journal.log").exists():
-                states = [t.state for t in load_study(project).trials]
-                if TrialState.COMPLETE in states and TrialState.RUNNING in states:
-                    break
-            time.sleep(0.5)
-        os.killpg(process.pid, signal.SIGINT)
+        wait_for_trials(process, lambda: load_study(project), TrialState.COMPLETE)
+        os.killpg(process.pid, signum) if to_group else process.send_signal(signum)
         _, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 130, stderr
+    assert process.returncode == 128 + signum, stderr
+    assert f"interrupted ({signal.Signals(signum).name})" in stderr
     assert "run the same command to continue" in stderr and "Traceback" not in stderr
     study = load_study(project)
     kept = tuning.finished_trials(study)
@@ -244,22 +265,14 @@ def test_ctrl_c_keeps_finished_trials_and_the_same_command_continues(tmp_path: P
 def test_a_killed_trial_process_is_marked_failed_and_the_study_goes_on(tmp_path: Path) -> None:
     """kill -9 (or the OOM killer) on a trial's process: the trial fails, the next one starts."""
     project = make_project(tmp_path, n_trials=3, max_epochs=40, pruner="none")
-    env = cli_env()
-    process = subprocess.Popen([sys.executable, "-m", "lstm_ae", "tune"], cwd=project, env=env, stderr=subprocess.PIPE, text=True)
+    process = start_tune(project)
     try:
-        deadline, victim = time.monotonic() + 300, None
-        while victim is None and time.monotonic() < deadline and process.poll() is None:
-            if (project / "optuna-journal.log").exists():
-                running = load_study(project).get_trials(states=(TrialState.RUNNING,))
-                if running and "worker" in running[0].user_attrs:
-                    victim = running[0]
-            time.sleep(0.2)
-        assert victim is not None, "no trial started"
+        victim = wait_for_trials(process, lambda: load_study(project))[0]
         os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
         _, stderr = process.communicate(timeout=600)
     finally:
         if process.poll() is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 0, stderr
     assert f"trial {victim.number} FAIL: its worker" in stderr and "killed by signal 9" in stderr
     study = load_study(project)
@@ -268,6 +281,36 @@ def test_a_killed_trial_process_is_marked_failed_and_the_study_goes_on(tmp_path:
     _, children = split_runs(mlflow_runs(project))
     killed = [r for r in children if r.info.run_id == victim.user_attrs["mlflow_run_id"]]
     assert killed[0].info.status == "FAILED" and "killed by signal 9" in killed[0].data.tags["error"]
+
+
+@slow
+def test_a_worker_lost_on_another_machine_is_failed_by_optunas_heartbeat(tmp_path: Path) -> None:
+    """SIGKILL to the whole command (runner and trial process): nothing records the end. The
+    trial is then made to look as if it ran on another machine, where this machine cannot see
+    its process; only the heartbeat tells that it stopped."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    project = make_project(tmp_path, n_trials=3, max_epochs=40, pruner="none", storage=url, heartbeat_s=1)
+    optuna.storages.RDBStorage(url)  # its tables, made before the command and this test both poll
+    process = start_tune(project)
+    try:
+        victim = wait_for_trials(process, lambda: load_study(project, storage=url))[0]
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    storage = optuna.storages.RDBStorage(url)
+    storage.set_trial_user_attr(victim._trial_id, "worker", "elsewhere:1")
+    assert storage.get_trial(victim._trial_id).state == TrialState.RUNNING
+
+    result = tune_cli(project)  # starts after the 2 s grace period: TensorFlow's import alone takes longer
+    assert f"trial {victim.number} FAIL: its worker elsewhere:1 stopped sending heartbeats" in result.stderr
+    study = load_study(project, storage=url)
+    assert study.trials[victim.number].state == TrialState.FAIL
+    assert tuning.finished_trials(study) == 3 and TrialState.RUNNING not in {t.state for t in study.trials}
+    _, children = split_runs(mlflow_runs(project))
+    lost = [r for r in children if r.info.run_id == victim.user_attrs["mlflow_run_id"]]
+    assert lost[0].info.status == "FAILED" and "stopped sending heartbeats" in lost[0].data.tags["error"]
 
 
 @slow
@@ -462,11 +505,12 @@ def postgres_url() -> Iterator[str]:
 
 
 @slow
-def test_three_workers_on_postgresql_record_every_trial_once(tmp_path: Path, postgres_url: str) -> None:
-    project = make_project(tmp_path, n_trials=6, workers=3, storage=postgres_url, study_name="pg")
-    tune_cli(project)
+def test_four_workers_on_postgresql_record_every_trial_once(tmp_path: Path, postgres_url: str) -> None:
+    project = make_project(tmp_path, n_trials=8, workers=4, storage=postgres_url, study_name="pg")
+    result = tune_cli(project)
+    assert "database is locked" not in result.stderr and "Traceback" not in result.stderr
     study = load_study(project, "pg", postgres_url)
-    assert len(study.trials) == 6
+    assert len(study.trials) == 8
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     parents, children = split_runs(mlflow_runs(project))
     assert len(parents) == 1
