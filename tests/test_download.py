@@ -6,17 +6,20 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from lstm_ae import download
 from lstm_ae.download import FetchError, fetch, file_md5
 
 PAYLOAD = os.urandom(200_000)
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
 CUT_AFTER = 50_000
+STALL_S = 1.5  # longer than the tests' client timeout, 0.3 s
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -29,6 +32,9 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.server
         server.ranges.append(self.headers.get("Range"))
         action = server.plan.pop(0) if server.plan else server.default
+        if action == "stall_headers":  # a server that accepts the request, then says nothing
+            time.sleep(STALL_S)
+            return
         if action in ("500", "404", "429"):
             self.send_response(int(action))
             self.send_header("Content-Length", "0")
@@ -50,9 +56,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        # "cut" promises the whole body but hangs up part-way, as a dropped connection would.
-        self.wfile.write(body[:CUT_AFTER] if action == "cut" else body)
+        # "cut" promises the whole body but hangs up part-way, as a dropped connection would;
+        # "stall_body" sends part of it, then goes silent for longer than the client waits.
+        self.wfile.write(body[:CUT_AFTER] if action in ("cut", "stall_body") else body)
         self.wfile.flush()
+        if action == "stall_body":
+            time.sleep(STALL_S)
 
 
 @pytest.fixture
@@ -224,3 +233,37 @@ def test_http_md5_mismatch_removes_partial(server: ThreadingHTTPServer, tmp_path
     with pytest.raises(FetchError, match="md5 is"):
         fetch(_url(server), "f" * 32, dest, progress=False, backoff_s=0)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stall", ["stall_headers", "stall_body"])
+def test_http_slow_server_times_out_and_the_retry_resumes(stall: str, server: ThreadingHTTPServer, tmp_path: Path) -> None:
+    server.plan = [stall]
+    dest = tmp_path / "out.tar.gz"
+    fetch(_url(server), PAYLOAD_MD5, dest, retries=2, timeout_s=0.3, progress=False, backoff_s=0)
+    assert dest.read_bytes() == PAYLOAD
+    resumed_from = CUT_AFTER if stall == "stall_body" else None
+    assert server.ranges == [None, f"bytes={resumed_from}-" if resumed_from else None]
+
+
+def test_http_slow_server_gives_a_clear_error_and_keeps_the_partial_for_next_time(
+    server: ThreadingHTTPServer, tmp_path: Path
+) -> None:
+    server.default = "stall_body"
+    dest = tmp_path / "out.tar.gz"
+    with pytest.raises(FetchError, match=r"failed after 2 attempts \(.*[Tt]imed? ?out.*\); .*\(it resumes\)"):
+        fetch(_url(server), PAYLOAD_MD5, dest, retries=1, timeout_s=0.3, progress=False, backoff_s=0)
+    assert not dest.exists()
+    partial = dest.with_name(dest.name + ".partial")
+    assert partial.read_bytes() == PAYLOAD[: 2 * CUT_AFTER]  # each attempt kept what it received
+    server.default = "serve"
+    fetch(_url(server), PAYLOAD_MD5, dest, progress=False, backoff_s=0)
+    assert dest.read_bytes() == PAYLOAD and not partial.exists()
+    assert server.ranges[-1] == f"bytes={2 * CUT_AFTER}-"  # the next run resumed from there
+
+
+def test_http_backs_off_exponentially(server: ThreadingHTTPServer, tmp_path: Path, monkeypatch) -> None:
+    delays = []
+    monkeypatch.setattr(download.time, "sleep", delays.append)
+    server.plan = ["500", "500", "500"]
+    fetch(_url(server), PAYLOAD_MD5, tmp_path / "out.tar.gz", retries=3, progress=False, backoff_s=0.5)
+    assert delays == [0.5, 1.0, 2.0]

@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import requests
+import urllib3
 from tqdm import tqdm
 
 from lstm_ae.atomic import atomic_path
@@ -22,7 +23,13 @@ logger = logging.getLogger(__name__)
 _MD5_PATTERN = re.compile(r"[0-9a-f]{32}")
 _CHUNK = 1 << 16
 # Network failures worth another attempt; anything else is a problem retrying cannot fix.
-_TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+_TRANSIENT = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.ReadTimeoutError,  # from reading the body: a stalled server
+    urllib3.exceptions.ProtocolError,  # from reading the body: a dropped connection
+)
 
 
 class FetchError(UserError, RuntimeError):
@@ -148,7 +155,9 @@ def _http_attempt(url: str, partial: Path, *, timeout_s: float, progress: bool) 
         with partial.open("ab" if offset else "wb") as fh, tqdm(
             total=total, initial=offset, unit="B", unit_scale=True, disable=not progress, desc=partial.name
         ) as bar:
-            for block in response.iter_content(chunk_size=_CHUNK):
+            # read1 returns what has arrived; a full-size read would wait for a whole chunk, and
+            # lose the bytes it holds if the server stalls meanwhile (the read times out).
+            while block := response.raw.read1(_CHUNK):
                 fh.write(block)
                 written += len(block)
                 bar.update(len(block))
