@@ -259,3 +259,52 @@ def test_every_params_yaml_key_is_read_by_a_stage() -> None:
     listed = [key for spec in dvc_stages().values() for key in spec.get("params", [])]
     for leaf in leaf_keys(real_params()):
         assert any(leaf == key or leaf.startswith(f"{key}.") for key in listed), f"{leaf} is read by no stage"
+
+
+ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.one_of(st.integers(-5, 5000), st.text(max_size=3)), max_size=4),
+    st.dictionaries(st.text(max_size=6), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(leaf_keys(real_params())), value=st.one_of(ANY_VALUE, st.just(DELETE)))
+def test_any_single_bad_value_is_one_line_naming_its_key(key: str, value: Any) -> None:
+    """Whatever one key holds, the loader either accepts it or says, on one line, which key is
+    wrong; nothing else (a TypeError deep in a stage, a traceback) ever comes out."""
+    try:
+        parse_config(mutated(key, value))
+    except ConfigError as exc:
+        message = str(exc)
+        assert "\n" not in message
+        assert message.startswith("params.yaml: ") and key in message, message
+
+
+@settings(max_examples=300, deadline=None)
+@given(position=st.integers(min_value=0), edit=st.sampled_from(["delete", "insert"]), byte=st.binary(min_size=1, max_size=1))
+def test_any_one_byte_edit_of_params_yaml_loads_or_fails_in_one_line(
+    position: int, edit: str, byte: bytes, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A typo anywhere in the file, also one that is no longer UTF-8: a valid config, or
+    ConfigError on one line naming the file."""
+    data = PARAMS.read_bytes()
+    position %= len(data)
+    data = data[:position] + (byte if edit == "insert" else b"") + data[position + (edit == "delete"):]
+    path = tmp_path_factory.mktemp("params") / "params.yaml"
+    path.write_bytes(data)
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(f"{path}: ")
+
+
+def test_a_file_that_is_not_utf8_names_the_byte_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_bytes(PARAMS.read_bytes().replace(b"seed: 42", b"seed: 4\xe92", 1))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text: byte 0xe9 on line \d+; save it as UTF-8"):
+        load_config(path)

@@ -96,3 +96,29 @@ def test_split_refuses_fractions_outside_0_1(val_fraction: float) -> None:
 @given(arrays(np.uint8, st.tuples(st.integers(0, 6), st.just(32), st.just(32), st.just(3))))
 def test_round_trip_property(images: np.ndarray) -> None:
     np.testing.assert_array_equal(to_images(to_sequences(images)), images)
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(0, 4), st.just(32), st.just(96))))
+def test_scale_property_order_kept_range_unit_and_exact_inverse(pixels: np.ndarray) -> None:
+    scaled = scale(pixels)
+    assert scaled.dtype == np.float32 and scaled.shape == pixels.shape
+    assert ((scaled >= 0) & (scaled <= 1)).all()
+    np.testing.assert_array_equal(np.rint(scaled * 255).astype(np.uint8), pixels)
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(2, 300), val_fraction=st.floats(0.01, 0.99), seed=st.integers(0, 2**32 - 1))
+def test_split_property_partitions_the_samples(n: int, val_fraction: float, seed: int) -> None:
+    """Every sample lands in exactly one split, with its label, whatever the size and fraction."""
+    y = np.arange(n)
+    x = np.repeat(y, 96).reshape(n, 1, 96)
+    try:
+        x_train, x_val, y_train, y_val = split_train_val(x, y, val_fraction, seed)
+    except ValueError as exc:  # a split that would leave one side empty is refused, not made
+        assert "val_fraction" in str(exc) or "sample" in str(exc)
+        return
+    assert len(x_val) >= 1 and len(x_train) >= 1
+    assert sorted(np.concatenate([y_train, y_val]).tolist()) == list(range(n))
+    np.testing.assert_array_equal(x_train[:, 0, 0], y_train)
+    np.testing.assert_array_equal(x_val[:, 0, 0], y_val)
