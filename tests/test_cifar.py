@@ -99,6 +99,9 @@ def test_pickle_calling_os_system_is_refused(tmp_path: Path) -> None:
     message = str(info.value)
     assert "data_batch_3" in message and "system" in message and "refused, nothing was executed" in message
     assert not marker.exists()
+    # The control: plain pickle runs the same payload.
+    pickle.loads(pickle.dumps(_Evil(f"touch {marker}")))  # noqa: S301 - on purpose
+    assert marker.exists()
 
 
 def test_restricted_load_refuses_builtins_eval() -> None:
