@@ -9,9 +9,13 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -141,10 +145,70 @@ def test_logged_model_loads_and_reconstructs(pipeline: Path) -> None:
     (run,) = project_runs(pipeline)
     (logged,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
     model = mlflow.pyfunc.load_model(logged.model_uri)
-    assert model.metadata.signature is not None and model.metadata.saved_input_example_info is not None
-    batch = np.random.default_rng(0).random((3, 32, 96), dtype=np.float32)
-    out = np.asarray(model.predict(batch))
-    assert out.shape == (3, 32, 96) and np.all((out >= 0) & (out <= 1))
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    out = model.predict(images)
+    assert out["reconstruction"].shape == (3, 32, 32, 3) and np.all((out["reconstruction"] >= 0) & (out["reconstruction"] <= 1))
+    assert out["mse"] == pytest.approx(((images / 255 - out["reconstruction"]) ** 2).mean(axis=(1, 2, 3)), rel=1e-4)
+
+
+def test_evaluate_registers_the_model_as_champion(pipeline: Path) -> None:
+    (run,) = project_runs(pipeline)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{pipeline / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("cifar10-lstm-autoencoder", "champion")
+    metrics = json.loads((pipeline / "reports/metrics.json").read_text())
+    assert champion.run_id == run.info.run_id
+    assert float(champion.tags["test_mse"]) == pytest.approx(metrics["test_mse"])
+    assert run.data.tags["champion"] == "True" and run.data.tags["registered_model"] == "cifar10-lstm-autoencoder/1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def post_json(url: str, body: object) -> tuple[int, dict]:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_mlflow_models_serve_answers_with_reconstructions_and_errors(pipeline: Path) -> None:
+    """The README's command, on loopback: integers 0-255 and floats in [0, 1] give the same answer."""
+    port = free_port()
+    env = {**tool_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{pipeline / 'mlflow.db'}"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/cifar10-lstm-autoencoder@champion",
+         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=pipeline, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        assert server.poll() is None, server.stderr.read() if server.stderr else ""
+        images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+        status, answer = post_json(f"{base}/invocations", {"inputs": images.tolist()})
+        assert status == 200, answer
+        predictions = answer["predictions"]
+        recon, mse = np.asarray(predictions["reconstruction"]), np.asarray(predictions["mse"])
+        assert recon.shape == (2, 32, 32, 3) and mse.shape == (2,)
+        status, as_floats = post_json(f"{base}/invocations", {"inputs": (images / 255).tolist()})
+        assert status == 200 and np.asarray(as_floats["predictions"]["mse"]) == pytest.approx(mse, rel=1e-4)
+        status, refused = post_json(f"{base}/invocations", {"inputs": images[:, :16].tolist()})
+        assert status >= 400 and "expected images of shape (N, 32, 32, 3)" in json.dumps(refused)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def test_second_repro_does_nothing(pipeline: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import mlflow
+import numpy as np
 import pytest
 
 from lstm_ae import tracking
@@ -135,3 +136,37 @@ def test_four_processes_writing_to_the_sqlite_store_at_once_lose_nothing(tmp_pat
     runs = client.search_runs([experiment_id], max_results=100)
     assert len(runs) == 20 and all(r.info.status == "FINISHED" for r in runs)
     assert all(len(client.get_metric_history(r.info.run_id, "val_loss")) == 40 for r in runs)
+
+
+def logged_run(keras_file: Path) -> str:
+    """A finished run holding a logged reconstruction model."""
+    with mlflow.start_run() as run:
+        tracking.log_reconstruction_model(keras_file)
+    return run.info.run_id
+
+
+@pytest.mark.slow
+def test_champion_moves_only_to_a_better_test_mse(tmp_path: Path) -> None:
+    import keras
+
+    tracking.use_project_store()
+    keras_file = tmp_path / "tiny.keras"
+    keras.Sequential([keras.Input((32, 96)), keras.layers.Dense(96, activation="sigmoid")]).save(keras_file)
+    client = mlflow.MlflowClient()
+
+    def champion() -> tuple[str, str]:
+        version = client.get_model_version_by_alias(tracking.REGISTERED_MODEL, tracking.CHAMPION)
+        return str(version.version), version.tags["test_mse"]
+
+    first, worse, better = (logged_run(keras_file) for _ in range(3))
+    assert tracking.register_model(first, 0.010) == ("1", True)
+    assert tracking.register_model(worse, 0.020) == ("2", False)
+    assert champion() == ("1", "0.01")
+    assert tracking.register_model(better, 0.005) == ("3", True)
+    assert champion() == ("3", "0.005")
+    assert tracking.register_model(better, 0.005) == ("3", True)  # evaluated again: no new version
+    assert len(client.search_model_versions(f"name = '{tracking.REGISTERED_MODEL}'")) == 3
+
+    served = mlflow.pyfunc.load_model(f"models:/{tracking.REGISTERED_MODEL}@{tracking.CHAMPION}")
+    out = served.predict(np.zeros((2, 32, 32, 3), dtype=np.uint8))
+    assert out["reconstruction"].shape == (2, 32, 32, 3) and out["mse"].shape == (2,)

@@ -57,6 +57,8 @@ def _configure_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # TensorFlow's C++ start-up chatter hides the lines that matter; errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not _progress_wanted(quiet):  # MLflow's artifact bars would print as noise in logs
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _progress_wanted(quiet: bool) -> bool:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import logging
+import math
 import os
 import subprocess
 import time
@@ -13,7 +15,6 @@ from typing import Any
 
 import keras
 import mlflow
-import numpy as np
 from matplotlib.figure import Figure
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -122,15 +123,56 @@ def log_figures(figures: Mapping[str, Figure], folder: str) -> None:
         mlflow.log_figure(figure, f"{folder}/{name}.png")
 
 
-def log_keras_model(model: keras.Model, example: np.ndarray) -> None:
-    """Log the model with a signature inferred from a few real input sequences.
+# Imports a served model needs besides the package itself (which travels as code).
+SERVING_REQUIREMENTS = ("tensorflow-cpu", "keras", "mlflow", "numpy", "scikit-learn", "scikit-image")
+REGISTERED_MODEL = "cifar10-lstm-autoencoder"
+CHAMPION = "champion"
 
-    mlflow.tensorflow rather than mlflow.keras: the keras flavour fails on input examples
-    (mlflow/mlflow#16183); this flavour saves the same Keras 3 .keras file.
+
+def log_reconstruction_model(keras_file: Path) -> None:
+    """Log the saved Keras file as a pyfunc (``serving.ReconstructionModel``) named "model".
+
+    The lstm_ae package travels with it (code_paths) and the requirements are pinned to what is
+    installed here, so ``mlflow models serve`` works outside this checkout too; listing them
+    also spares MLflow's slow requirement inference (it would load TensorFlow in a subprocess).
     """
-    example = np.asarray(example[:4], dtype=np.float32)
-    signature = mlflow.models.infer_signature(example, model.predict(example, verbose=0))
-    mlflow.tensorflow.log_model(model, name="model", signature=signature, input_example=example)
+    mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(Path(__file__).with_name("served_model.py")),  # models from code: no pickle
+        artifacts={"keras_model": str(keras_file)},
+        code_paths=[str(Path(__file__).parent)],
+        pip_requirements=[f"{name}=={importlib.metadata.version(name)}" for name in SERVING_REQUIREMENTS],
+    )
+
+
+def register_model(run_id: str, test_mse: float) -> tuple[str, bool]:
+    """Register the run's model (once per run) with its test MSE as a version tag, and move the
+    `champion` alias to it only if it beats the current champion's test MSE.
+
+    Returns (version, whether it is now the champion).
+    """
+    client = mlflow.MlflowClient()
+    existing = client.search_model_versions(f"name = '{REGISTERED_MODEL}' and run_id = '{run_id}'")
+    if existing:
+        version = existing[0]
+        client.set_model_version_tag(REGISTERED_MODEL, version.version, "test_mse", repr(test_mse))
+    else:
+        (logged,) = mlflow.search_logged_models(
+            filter_string=f"source_run_id = '{run_id}' AND name = 'model'", output_format="list"
+        ) or [None]
+        if logged is None:
+            raise mlflow.exceptions.MlflowException(f"run {run_id} has no logged model named 'model'")
+        version = mlflow.register_model(logged.model_uri, REGISTERED_MODEL, tags={"test_mse": repr(test_mse)})
+    try:
+        champion = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+        best = float(champion.tags.get("test_mse", "inf"))
+        is_same = str(champion.version) == str(version.version)
+    except mlflow.exceptions.MlflowException:  # no champion yet
+        best, is_same = math.inf, False
+    crowned = is_same or test_mse < best
+    if crowned and not is_same:
+        client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, version.version)
+    return str(version.version), crowned
 
 
 def resume_or_start(run_id: str | None, **start_kwargs: Any) -> mlflow.ActiveRun:

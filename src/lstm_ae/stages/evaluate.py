@@ -50,13 +50,28 @@ def headline(summary: dict[str, float], prefix: str) -> dict[str, float]:
 
 def per_class_csv(model_summary: dict[str, float], pca_summary: dict[str, float], class_names) -> str:
     rows = ["class,model_mse,pca_mse"]
-    rows += [f"{c},{model_summary[f'test_mse_{c}']:.8g},{pca_summary[f'pca_test_mse_{c}']:.8g}" for c in class_names]
+    present = [c for c in class_names if f"test_mse_{c}" in model_summary]  # a small test set may lack a class
+    rows += [f"{c},{model_summary[f'test_mse_{c}']:.8g},{pca_summary[f'pca_test_mse_{c}']:.8g}" for c in present]
     return "\n".join(rows) + "\n"
 
 
 def example_indices(labels: np.ndarray, n: int) -> list[int]:
     """The first test image of each of the first ``n`` classes: the report's figure, one per class."""
     return [int(np.flatnonzero(labels == k)[0]) for k in range(n) if np.any(labels == k)]
+
+
+def register(run_id: str, test_mse: float) -> None:
+    """Register the run's model; `champion` moves to it only if its test MSE is the best so far."""
+    try:
+        version, crowned = tracking.register_model(run_id, test_mse)
+    except mlflow.exceptions.MlflowException as exc:  # e.g. the training run is in another store
+        log.warning("model not registered: run %s has no logged model here (%s)", run_id, str(exc).splitlines()[0])
+        return
+    mlflow.set_tags({"registered_model": f"{tracking.REGISTERED_MODEL}/{version}", "champion": str(crowned)})
+    log.info(
+        "registered %s version %s%s", tracking.REGISTERED_MODEL, version,
+        f" as @{tracking.CHAMPION}" if crowned else f"; @{tracking.CHAMPION} stays (test MSE {test_mse:.5f} does not beat it)",
+    )
 
 
 def run(cfg: Config) -> dict[str, float]:
@@ -99,6 +114,7 @@ def run(cfg: Config) -> dict[str, float]:
             mlflow.log_metrics(json.loads(EDA_METRICS.read_text()))
         for path in sorted(EDA_FIGURES.glob("*.png")):
             mlflow.log_artifact(str(path), "eda")
+        register(mlflow.active_run().info.run_id, results["test_mse"])
     log.info(
         "test MSE %.5f (PCA-%d %.5f), PSNR %.2f dB, SSIM %.3f",
         results["test_mse"], cfg.model.latent_size, results["pca_test_mse"], results["test_psnr"], results["test_ssim"],

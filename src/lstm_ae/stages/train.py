@@ -52,10 +52,11 @@ def run(cfg: Config) -> dict[str, list[float]]:
             loss_figure.savefig(tmp, dpi=100)
         write_text(HISTORY, history_csv(history))
         tracking.log_figures({"loss": loss_figure}, "train")
-        tracking.log_keras_model(model, data.x_val)
-        # The model file is written last among the heavy outputs, so a failure above keeps the old one.
+        # The model file is written last among the heavy outputs, so a failure above keeps the old
+        # one; the logged model is that same file, logged before it replaces the old one.
         with atomic_path(MODEL) as tmp:
             model.save(tmp)
+            tracking.log_reconstruction_model(tmp)
         write_text(RUN_INFO, json.dumps({"run_id": active.info.run_id}, indent=2) + "\n")
     log.info("best epoch %d of %d, val_loss %.5f -> %s", best + 1, len(history["val_loss"]), history["val_loss"][best], MODEL)
     return history
