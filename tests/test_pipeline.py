@@ -161,6 +161,19 @@ def test_evaluate_registers_the_model_as_champion(pipeline: Path) -> None:
     assert run.data.tags["champion"] == "True" and run.data.tags["registered_model"] == "cifar10-lstm-autoencoder/1"
 
 
+def test_reconstruct_command_takes_the_registered_champion(pipeline: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(image)
+    result = sh(pipeline, "lstm-ae", "reconstruct", str(image), "--model", "models:/cifar10-lstm-autoencoder@champion",
+                "--out", str(tmp_path / "out"))
+    assert "photo.png: 40x40, resized to 32x32" in result.stderr
+    lines = (tmp_path / "out" / "errors.csv").read_text().splitlines()
+    assert lines[0] == "rank,file,mse,psnr,original_size,figure" and lines[1].startswith(f"1,{image},")
+    assert (tmp_path / "out" / "photo.png").is_file()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

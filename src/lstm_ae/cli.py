@@ -20,6 +20,11 @@ STAGES = {
     "tune": "an Optuna study over params.yaml's tune.search; each trial a nested MLflow run",
 }
 
+# Commands beside the pipeline's stages: they read no params.yaml.
+TOOLS = {
+    "reconstruct": "reconstruct your own PNG/JPEG images; side-by-side PNGs and errors.csv, worst first",
+}
+
 # `tune` options override the tune section of params.yaml for one invocation.
 TUNE_OPTIONS = {
     "n_trials": (int, "N", "finished trials the study should hold; only the missing ones run"),
@@ -50,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
                 stage.add_argument(
                     *flags, dest=key, type=kind, metavar=metavar, help=f"{text} (default: tune.{key} in params.yaml)"
                 )
+    tool = sub.add_parser("reconstruct", help=TOOLS["reconstruct"], description=TOOLS["reconstruct"][0].upper() + TOOLS["reconstruct"][1:] + ".")
+    tool.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER", help="image files, or folders of them")
+    tool.add_argument("--model", default="models/model.keras",
+                      help="a .keras file or an MLflow model URI, e.g. models:/cifar10-lstm-autoencoder@champion (default: %(default)s)")
+    tool.add_argument("--out", type=Path, default=Path("reports/reconstruct"), help="output folder (default: %(default)s)")
+    tool.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only")
     return parser
 
 
@@ -91,8 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     raise_on_sigterm()
     started = time.perf_counter()
     try:
-        overrides = {k: getattr(args, k) for k in TUNE_OPTIONS if getattr(args, k, None) is not None}
-        run_stage(args.stage, args.params, args.quiet, overrides)
+        if args.stage in TOOLS:
+            from lstm_ae.startup import import_quietly
+
+            tool = import_quietly(f"lstm_ae.stages.{args.stage}")
+            tool.run(args.inputs, args.model, args.out, progress=_progress_wanted(args.quiet))
+        else:
+            overrides = {k: getattr(args, k) for k in TUNE_OPTIONS if getattr(args, k, None) is not None}
+            run_stage(args.stage, args.params, args.quiet, overrides)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -48,3 +48,12 @@ def reconstruct(model, images: object, batch_size: int = 256) -> tuple[np.ndarra
     recon = np.asarray(model.predict(to_sequences(unit), batch_size=batch_size, verbose=0), dtype=np.float32)
     recon = np.clip(to_images(recon), 0.0, 1.0)
     return recon, mse_per_image(unit, recon)
+
+
+def side_by_side(original: np.ndarray, recon: np.ndarray, scale: int = 4, gap: int = 2) -> np.ndarray:
+    """One uint8 picture: the original left, the reconstruction right, each enlarged ``scale``
+    times without smoothing (32x32 is too small to judge at its own size)."""
+    halves = [np.rint(np.clip(np.asarray(x, dtype=np.float32), 0, 1) * 255).astype(np.uint8) for x in (original, recon)]
+    halves = [half.repeat(scale, axis=0).repeat(scale, axis=1) for half in halves]
+    spacer = np.full((halves[0].shape[0], gap * scale, 3), 255, dtype=np.uint8)
+    return np.concatenate([halves[0], spacer, halves[1]], axis=1)
