@@ -297,3 +297,4 @@ def test_pipeline_on_a_real_cifar10_subset_from_the_mirror(tmp_path_factory: pyt
     assert metrics["test_mse"] < metrics["mean_image_test_mse"]
     (run,) = project_runs(project)
     assert run.data.params["model.encoder_widths"] == "[512, 256]" and run.data.params["param_count"] == "2695552"
+
