@@ -1,0 +1,146 @@
+"""The MLflow UI in a real browser: `mlflow ui` on loopback over a store filled by the real
+commands on tiny data, pages rendered by headless Chromium (Debian's `chromium`).
+
+The UI is a JavaScript app, so the checks read the DOM after Chromium has run it
+(--dump-dom with a virtual time budget); screenshots go to the test's tmp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from projects import cli_env, make_tiny_project
+
+pytestmark = pytest.mark.slow
+
+TINY_MODEL = {"encoder_widths": [8], "decoder_widths": [8], "head": "dense"}
+TINY_TUNE = {
+    "study_name": "ui", "n_trials": 2, "max_epochs": 2, "train_images": 96, "val_images": 48,
+    "search": {"latent_size": [4, 8], "encoder_layers": [0], "encoder_width": [8], "decoder_layers": [1],
+               "decoder_width": [8], "learning_rate": {"low": 0.001, "high": 0.01}, "batch_size": [32], "head": ["dense"]},
+}
+# Headless on a machine without network: the background services' connections would all be refused.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--window-size=1400,1000", "--virtual-time-budget=20000",
+]
+
+
+def chromium() -> str:
+    found = shutil.which("chromium")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is not installed; .ci/run installs Debian's `chromium` package")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    return found
+
+
+def render(url: str, screenshot: Path | None = None) -> str:
+    """The page's DOM after its scripts ran; with ``screenshot``, a PNG of it as well."""
+    with tempfile.TemporaryDirectory() as profile:
+        command = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+        dom = subprocess.run([*command, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+        if screenshot:
+            subprocess.run([*command, f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
+    return dom
+
+
+def lstm_ae(project: Path, *args: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "lstm_ae", *args, "-q"], cwd=project, env=cli_env(),
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """train, evaluate and a 2-trial study, through the command line, into the project's store."""
+    root = make_tiny_project(tmp_path_factory.mktemp("ui"), model=TINY_MODEL, train={"max_epochs": 2}, tune=TINY_TUNE)
+    for command in (["train"], ["evaluate"], ["tune"]):
+        lstm_ae(root, *command)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ui(project: Path) -> Iterator[str]:
+    chromium()  # skip or fail before starting a server
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", "sqlite:///mlflow.db",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=project, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, "mlflow ui exited"
+                time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def runs(project: Path) -> tuple[mlflow.entities.Run, mlflow.entities.Run, list[mlflow.entities.Run]]:
+    """(the pipeline's run, the study's run, the trial runs)."""
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("cifar10-lstm-autoencoder")
+    found = client.search_runs([experiment.experiment_id])
+    trials = [r for r in found if "mlflow.parentRunId" in r.data.tags]
+    (study,) = [r for r in found if r.info.run_name == "study-ui"]
+    (pipeline,) = [r for r in found if "test_mse" in r.data.metrics]
+    return pipeline, study, trials
+
+
+def test_the_run_page_shows_the_test_mse(project: Path, ui: str, tmp_path: Path) -> None:
+    run, _, _ = runs(project)
+    shot = tmp_path / "run.png"
+    dom = render(f"{ui}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}", shot)
+    assert run.info.run_name in dom
+    assert "test_mse" in dom and repr(run.data.metrics["test_mse"]) in dom
+    assert "pca_test_mse" in dom and "model.encoder_widths" in dom
+    assert shot.stat().st_size > 20_000
+
+
+def test_the_artifacts_tab_shows_the_reconstruction_figure(project: Path, ui: str, tmp_path: Path) -> None:
+    run, _, _ = runs(project)
+    url = f"{ui}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/artifacts/evaluate/reconstructions.png"
+    shot = tmp_path / "reconstructions.png"
+    dom = render(url, shot)
+    assert '<img alt="evaluate/reconstructions.png" src="blob:' in dom  # fetched from the server and shown
+    assert shot.stat().st_size > 20_000
+
+
+def test_the_study_run_shows_its_trials_and_best_value(project: Path, ui: str) -> None:
+    _, study, trials = runs(project)
+    assert len(trials) == 2
+    dom = render(f"{ui}/#/experiments/{study.info.experiment_id}/runs/{study.info.run_id}")
+    assert "study-ui" in dom and "best_val_mse" in dom
+    for trial in trials:
+        assert trial.info.run_name in dom
+    trial = trials[0]
+    dom = render(f"{ui}/#/experiments/{trial.info.experiment_id}/runs/{trial.info.run_id}")
+    assert "val_loss" in dom and "latent_size" in dom and "study-ui" in dom  # the parent is linked
