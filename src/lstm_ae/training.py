@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 
@@ -24,8 +26,11 @@ def compile_autoencoder(model: keras.Model, learning_rate: float) -> keras.Model
 
 
 def keras_verbosity() -> int:
-    """A live progress bar in a terminal; one line per epoch in logs, CI and DVC's captured output."""
-    return 1 if sys.stdout.isatty() else 2
+    """A live progress bar in a terminal; one line per epoch in logs, CI and DVC's captured output;
+    nothing under --quiet (which raises the log level above INFO)."""
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        return 0
+    return 1 if sys.stdout.isatty() and not os.environ.get("CI") else 2
 
 
 def fit(
