@@ -218,21 +218,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def text_line_of(data: bytes, offset: int) -> int:
-    """1-based line number of byte ``offset``."""
-    return data.count(b"\n", 0, offset) + 1
-
-
 def load_config(path: Path = Path("params.yaml")) -> Config:
     """Read and validate params.yaml, failing before any work with a one-line message."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found; run from the project root or pass --params") from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = text_line_of(path.read_bytes(), exc.start)
-        raise ConfigError(f"{path}: not UTF-8 text: byte {exc.object[exc.start]:#04x} on line {line}; save it as UTF-8") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}: not UTF-8 text: byte {data[exc.start]:#04x} on line {line}; save it as UTF-8") from None
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:

@@ -30,14 +30,14 @@ def mse_per_image(clean: np.ndarray, recon: np.ndarray) -> np.ndarray:
     return np.mean(np.square(diff), axis=1, dtype=np.float64)
 
 
-def _psnr_from_mse(mse: np.ndarray, data_range: float) -> np.ndarray:
+def psnr_from_mse(mse: np.ndarray, data_range: float) -> np.ndarray:
     """PSNR in dB from per-image MSE, with the MSE floored so identical images stay finite."""
     return 10.0 * np.log10(data_range**2 / np.maximum(mse, MSE_FLOOR))
 
 
 def psnr_per_image(clean: np.ndarray, recon: np.ndarray, data_range: float = 1.0) -> np.ndarray:
     """Peak signal-to-noise ratio of each image in dB, shape (N,); finite even for identical images."""
-    return _psnr_from_mse(mse_per_image(clean, recon), data_range)
+    return psnr_from_mse(mse_per_image(clean, recon), data_range)
 
 
 def ssim_per_image(clean: np.ndarray, recon: np.ndarray, data_range: float = 1.0) -> np.ndarray:
@@ -97,7 +97,7 @@ def summarize(
     # Every image has the same number of pixels, so the mean of per-image MSEs is the pixel-wise mean.
     summary = {
         f"{prefix}_mse": float(mse.mean()),
-        f"{prefix}_psnr": float(_psnr_from_mse(mse, 1.0).mean()),
+        f"{prefix}_psnr": float(psnr_from_mse(mse, 1.0).mean()),
         f"{prefix}_ssim": float(ssim_per_image(clean, recon).mean()),
     }
     for name, value in per_class_mse(mse, labels, class_names).items():

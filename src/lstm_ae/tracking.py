@@ -157,12 +157,12 @@ def register_model(run_id: str, test_mse: float) -> tuple[str, bool]:
         version = existing[0]
         client.set_model_version_tag(REGISTERED_MODEL, version.version, "test_mse", repr(test_mse))
     else:
-        (logged,) = mlflow.search_logged_models(
-            filter_string=f"source_run_id = '{run_id}' AND name = 'model'", output_format="list"
-        ) or [None]
-        if logged is None:
+        logged = mlflow.search_logged_models(
+            filter_string=f"source_run_id = '{run_id}' AND name = 'model'", max_results=1, output_format="list"
+        )
+        if not logged:
             raise mlflow.exceptions.MlflowException(f"run {run_id} has no logged model named 'model'")
-        version = mlflow.register_model(logged.model_uri, REGISTERED_MODEL, tags={"test_mse": repr(test_mse)})
+        version = mlflow.register_model(logged[0].model_uri, REGISTERED_MODEL, tags={"test_mse": repr(test_mse)})
     try:
         champion = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
         best = float(champion.tags.get("test_mse", "inf"))

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from lstm_ae import inference, tracking
 from lstm_ae.atomic import atomic_path, write_text
 from lstm_ae.errors import UserError
-from lstm_ae.metrics import MSE_FLOOR
+from lstm_ae.metrics import psnr_from_mse
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +57,11 @@ def load_image(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
             rgb = image.convert("RGB")
     except (UnidentifiedImageError, OSError) as exc:
         raise ReconstructError(f"{path}: not a readable PNG or JPEG image ({exc})") from None
-    if rgb.size != (32, 32):
-        log.info("%s: %dx%d, resized to 32x32 (the model's input size)", path, *rgb.size)
-        size = rgb.size
+    size = rgb.size
+    if size != (32, 32):
+        log.info("%s: %dx%d, resized to 32x32 (the model's input size)", path, *size)
         rgb = rgb.resize((32, 32), Image.Resampling.LANCZOS)
-        return np.asarray(rgb, dtype=np.uint8), size
-    return np.asarray(rgb, dtype=np.uint8), rgb.size
+    return np.asarray(rgb, dtype=np.uint8), size
 
 
 def load_reconstructor(model: str) -> Reconstructor:
@@ -95,12 +94,13 @@ def run(inputs: list[Path], model: str, out: Path, progress: bool = True) -> lis
     images = np.stack([image for image, _ in loaded])
     recon, mse = reconstruct(images)
     rows = []
-    for path, name, (image, size), restored, error in zip(files, figure_names(files), loaded, recon, mse):
+    for path, name, (image, size), restored, error, psnr in zip(
+        files, figure_names(files), loaded, recon, mse, psnr_from_mse(mse, 1.0)
+    ):
         picture = inference.side_by_side(image / 255.0, restored)
         with atomic_path(out / name) as tmp:
             Image.fromarray(picture).save(tmp)
-        psnr = 10 * np.log10(1.0 / max(float(error), MSE_FLOOR))
-        rows.append({"file": str(path), "mse": float(error), "psnr": psnr, "original_size": f"{size[0]}x{size[1]}", "figure": name})
+        rows.append({"file": str(path), "mse": float(error), "psnr": float(psnr), "original_size": f"{size[0]}x{size[1]}", "figure": name})
     rows.sort(key=lambda row: row["mse"], reverse=True)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, ["rank", "file", "mse", "psnr", "original_size", "figure"], lineterminator="\n")
