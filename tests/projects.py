@@ -16,9 +16,10 @@ from lstm_ae.paths import PROCESSED
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_tiny_project(root: Path, **sections: dict[str, Any]) -> Path:
+def make_tiny_project(root: Path, **sections: Any) -> Path:
     """Random 32x96 uint8 "images" (96 train, 48 validation, 16 test) and the repo's params.yaml
-    with each given section updated, validated before it is written."""
+    with each given section updated (a top-level value such as ``task`` replaced), validated
+    before it is written."""
     rng = np.random.default_rng(0)
 
     def images(n: int) -> np.ndarray:
@@ -31,7 +32,10 @@ def make_tiny_project(root: Path, **sections: dict[str, Any]) -> Path:
     save_dataset(data, root / PROCESSED)
     raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     for section, values in sections.items():
-        raw[section].update(values)
+        if isinstance(values, dict):
+            raw[section].update(values)
+        else:
+            raw[section] = values
     parse_config(raw)
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return root

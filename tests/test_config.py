@@ -56,6 +56,7 @@ def test_real_params_give_the_reports_defaults() -> None:
     assert cfg.model.latent_size == 256
     assert cfg.preprocess.val_fraction == 0.2
     assert cfg.seed == 42
+    assert cfg.task == "reconstruct" and cfg.input_corruption.is_identity
 
 
 def bad(key: str, value: Any, expected: str, *, id: str, named: str | None = None) -> Any:
@@ -78,6 +79,12 @@ MALFORMED = [
     bad("trian", {"max_epochs": 3}, "unknown key", id="unknown-section"),
     bad("train.lr", 0.001, "unknown key", id="unknown-nested-key"),
     bad("eda", DELETE, "missing", id="missing-section"),
+    bad("task", "inpaint", "'reconstruct', 'deblur' or 'denoise'", id="task-unknown"),
+    bad("task", DELETE, "missing", id="task-missing"),
+    bad("corruption.noise_sigma", 0, "greater than 0", id="noise-zero"),
+    bad("corruption.noise_sigma", 2, "less than or equal to 1", id="noise-above-1"),
+    bad("corruption.blur_sigma", -1, "greater than 0", id="blur-negative"),
+    bad("corruption.blur_sigma", "wide", "expected a number", id="blur-string"),
     bad("fetch.md5", DELETE, "missing", id="missing-key"),
     bad("train.batch_size", "big", "valid integer", id="batch-string"),
     bad("train.batch_size", 0, "greater than 0", id="batch-zero"),
@@ -180,7 +187,7 @@ def test_empty_file_lists_the_sections(tmp_path: Path) -> None:
     path.write_text("# nothing here\n", encoding="utf-8")
     with pytest.raises(ConfigError) as error:
         load_config(path)
-    assert_one_line(error, "empty", "seed, fetch, preprocess, eda, model, train, evaluate")
+    assert_one_line(error, "empty", "seed, task, corruption, fetch, preprocess, eda, model, train, evaluate")
 
 
 def test_missing_file_says_where_to_run(tmp_path: Path) -> None:

@@ -103,6 +103,7 @@ def test_repro_writes_metrics_history_and_figures(pipeline: Path) -> None:
     metrics = json.loads((pipeline / "reports/metrics.json").read_text())
     for key in ("test_mse", "test_psnr", "test_ssim", "pca_test_mse", "pca_test_psnr", "pca_test_ssim"):
         assert np.isfinite(metrics[key]), key
+    assert "input_test_mse" not in metrics  # reconstruct: the input is the clean image itself
     assert 0 < metrics["test_mse"] < 1 and -1 <= metrics["test_ssim"] <= 1
     history = (pipeline / "reports/train/history.csv").read_text().splitlines()
     assert history[0] == "epoch,loss,val_loss" and len(history) == 3
@@ -274,6 +275,20 @@ def test_queued_experiment_lands_in_the_project_store(pipeline: Path) -> None:
     assert run.info.artifact_uri.startswith((pipeline / "mlartifacts").as_uri())
     shown = json.loads(sh(pipeline, "dvc", "exp", "show", "--json").stdout)
     assert run.data.tags["dvc_exp_name"] in json.dumps(shown)
+
+
+def test_exp_run_with_a_restoration_task_retrains_and_reports_the_floor(pipeline: Path) -> None:
+    """`dvc exp run -S task=deblur`: train and evaluate rerun (fetch to eda do not), and the metrics
+    gain the corrupted input's scores. Last of the tests on `pipeline`: it changes the workspace."""
+    result = sh(pipeline, "dvc", "exp", "run", "-S", "task=deblur")
+    assert "Running stage 'train'" in result.stdout and "Running stage 'preprocess'" not in result.stdout
+    metrics = json.loads((pipeline / "reports/metrics.json").read_text())
+    assert metrics["input_test_psnr"] < 20 and np.isfinite(metrics["test_psnr"])
+    runs = [r for r in project_runs(pipeline) if r.data.tags.get("task") == "deblur"]
+    assert len(runs) == 1 and runs[0].data.tags["corruption"] == "Gaussian blur, sigma 1 px"
+    assert "input_test_ssim" in runs[0].data.metrics
+    shown = sh(pipeline, "dvc", "exp", "show", "--json").stdout
+    assert '"task": "deblur"' in shown
 
 
 def test_pipeline_on_a_real_cifar10_subset_from_the_mirror(tmp_path_factory: pytest.TempPathFactory) -> None:

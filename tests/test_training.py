@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from lstm_ae.config import ModelConfig, TrainConfig
+from lstm_ae.corruption import Corruption
 from lstm_ae.model import build_autoencoder
-from lstm_ae.training import TrainingDiverged, fit
+from lstm_ae.training import NoisyBatches, TrainingDiverged, fit
 
 TINY = ModelConfig(encoder_widths=(8, 4), decoder_widths=(4,), head="dense")
 
@@ -84,3 +85,54 @@ def test_nan_loss_raises_training_diverged(model: keras.Model) -> None:
     with pytest.raises(TrainingDiverged, match="train.learning_rate") as error:
         fit(model, x_train, gradients(16, 1), train_config(), verbose=0)
     assert "nan" in str(error.value) and "\n" not in str(error.value)
+
+
+DENOISE = Corruption("denoise", 0.1)
+
+
+def epoch_of(batches: NoisyBatches) -> tuple[np.ndarray, np.ndarray]:
+    inputs, targets = zip(*(batches[i] for i in range(len(batches))), strict=True)
+    return np.concatenate(inputs), np.concatenate(targets)
+
+
+def test_noisy_batches_hold_each_clean_image_once_per_epoch_with_fresh_noise() -> None:
+    clean = gradients(50, 0)
+    batches = NoisyBatches(clean, DENOISE, batch_size=16, seed=0)
+    assert len(batches) == 4  # 16 + 16 + 16 + 2
+    inputs, targets = epoch_of(batches)
+    # Every clean image is a target exactly once (the rows of `gradients` are all different).
+    assert sorted(map(bytes, targets)) == sorted(map(bytes, clean))
+    noise = inputs - targets
+    assert noise.std() == pytest.approx(0.1, rel=0.05) and inputs.min() >= 0 and inputs.max() <= 1
+    batches.on_epoch_end()
+    inputs_2, targets_2 = epoch_of(batches)
+    assert not np.array_equal(targets_2, targets)  # reshuffled
+    assert not np.allclose(inputs_2 - targets_2, 0) and sorted(map(bytes, targets_2)) == sorted(map(bytes, clean))
+    replay = NoisyBatches(clean, DENOISE, batch_size=16, seed=0)
+    np.testing.assert_array_equal(epoch_of(replay)[0], inputs)  # the same seed replays the same noise
+
+
+@pytest.mark.parametrize("corruption", [Corruption("deblur", 1.0), DENOISE], ids=["deblur", "denoise"])
+def test_fit_scores_the_corrupted_validation_inputs_against_the_clean_images(model, corruption) -> None:
+    x_train, x_val = gradients(64, 0), gradients(16, 1)
+    seen = {}
+    keras_fit = model.fit
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return keras_fit(**kwargs)
+
+    model.fit = spy
+    history = fit(model, x_train, x_val, train_config(max_epochs=2), verbose=0, corruption=corruption, seed=7)
+    assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
+    inputs = corruption.fixed(x_val, 7, "val")
+    val_inputs, val_targets = seen["validation_data"]
+    np.testing.assert_array_equal(val_inputs, inputs)
+    assert val_targets is x_val and not np.array_equal(inputs, x_val)
+    best = min(history["val_loss"])
+    assert model.evaluate(inputs, x_val, batch_size=16, verbose=0) == pytest.approx(best, rel=1e-5)
+    if corruption.is_random:
+        assert isinstance(seen["x"], NoisyBatches) and seen["x"].clean is x_train
+    else:
+        np.testing.assert_array_equal(seen["x"], corruption.apply(x_train))
+        assert seen["y"] is x_train

@@ -536,3 +536,19 @@ def test_two_commands_at_once_share_one_postgresql_study(tmp_path: Path, postgre
     parents, children = split_runs(mlflow_runs(project))
     assert len(parents) == 1
     assert_one_child_run_per_trial(study, children, parents[0].info.run_id)
+
+
+@slow
+def test_a_restoration_study_trains_every_trial_on_the_task_and_keeps_to_it(in_project: Path) -> None:
+    settings = {"study_name": "tiny", "n_trials": 2, "max_epochs": 1, "train_images": 96, "val_images": 48}
+    make_tiny_project(in_project, task="denoise", tune={**settings, "search": TINY_SEARCH, "pruner": "none"})
+    cfg = load_config(in_project / "params.yaml")
+    tune_stage.run(cfg, isolate=False)
+    study = load_study(in_project)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    parents, children = split_runs(mlflow_runs(in_project))
+    assert parents[0].data.params["task"] == "denoise" and parents[0].data.params["corruption.noise_sigma"] == "0.1"
+    assert all(r.data.tags["task"] == "denoise" and r.data.tags["corruption"] == "Gaussian noise, sigma 0.1" for r in children)
+    # A denoising trial's validation loss is not comparable with a deblurring one's.
+    with pytest.raises(tune_stage.TuneError, match="other corruption, task"):
+        tune_stage.run(parse_config({**cfg.model_dump(mode="json"), "task": "deblur"}), isolate=False)

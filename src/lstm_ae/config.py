@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from lstm_ae.corruption import Corruption, Task
 from lstm_ae.errors import UserError
 
 
@@ -78,6 +79,13 @@ class PreprocessConfig(_Section):
 
 class EdaConfig(_Section):
     scatter_samples: Annotated[Int, Field(ge=10, le=1_000_000)]
+
+
+class CorruptionConfig(_Section):
+    """How the restoration tasks degrade the model's input (the target stays the clean image)."""
+
+    blur_sigma: Annotated[Float, Field(gt=0, le=8)]  # deblur: Gaussian blur, in pixels
+    noise_sigma: Annotated[Float, Field(gt=0, le=1)]  # denoise: additive Gaussian noise, pixels in [0, 1]
 
 
 class ModelConfig(_Section):
@@ -163,6 +171,8 @@ class TuneConfig(_Section):
 
 class Config(_Section):
     seed: Annotated[Int, Field(ge=0, lt=2**32)]
+    task: Task
+    corruption: CorruptionConfig
     fetch: FetchConfig
     preprocess: PreprocessConfig
     eda: EdaConfig
@@ -170,6 +180,11 @@ class Config(_Section):
     train: TrainConfig
     evaluate: EvaluateConfig
     tune: TuneConfig
+
+    @property
+    def input_corruption(self) -> Corruption:
+        """The corruption this task applies to the model's input (none for reconstruct)."""
+        return Corruption.for_task(self.task, self.corruption.blur_sigma, self.corruption.noise_sigma)
 
 
 def _describe(error: dict[str, Any]) -> str:

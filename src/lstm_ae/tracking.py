@@ -18,6 +18,8 @@ import mlflow
 from matplotlib.figure import Figure
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from lstm_ae.corruption import Corruption
+
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "cifar10-lstm-autoencoder"
@@ -84,6 +86,11 @@ def run_tags(archive_md5: str) -> dict[str, str]:
     return tags
 
 
+def task_tags(corruption: Corruption) -> dict[str, str]:
+    """Which task a run learned and how its input was corrupted, searchable in the MLflow UI."""
+    return {"task": corruption.task, "corruption": corruption.describe()}
+
+
 def run_name() -> str | None:
     """The DVC experiment's name when run by `dvc exp run`, so both UIs show the same name."""
     return os.environ.get("DVC_EXP_NAME")
@@ -145,33 +152,41 @@ def log_reconstruction_model(keras_file: Path) -> None:
     )
 
 
-def register_model(run_id: str, test_mse: float) -> tuple[str, bool]:
-    """Register the run's model (once per run) with its test MSE as a version tag, and move the
-    `champion` alias to it only if it beats the current champion's test MSE.
+def registered_name(corruption: Corruption) -> str:
+    """One registry entry per task and strength, so `champion` only compares like with like:
+    a denoiser's test MSE says nothing about a plain autoencoder's."""
+    if corruption.is_identity:
+        return REGISTERED_MODEL
+    return f"{REGISTERED_MODEL}-{corruption.task}-sigma{corruption.strength:g}"
+
+
+def register_model(run_id: str, test_mse: float, name: str = REGISTERED_MODEL) -> tuple[str, bool]:
+    """Register the run's model (once per run) as ``name`` with its test MSE as a version tag, and
+    move the `champion` alias to it only if it beats the current champion's test MSE.
 
     Returns (version, whether it is now the champion).
     """
     client = mlflow.MlflowClient()
-    existing = client.search_model_versions(f"name = '{REGISTERED_MODEL}' and run_id = '{run_id}'")
+    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     if existing:
         version = existing[0]
-        client.set_model_version_tag(REGISTERED_MODEL, version.version, "test_mse", repr(test_mse))
+        client.set_model_version_tag(name, version.version, "test_mse", repr(test_mse))
     else:
         logged = mlflow.search_logged_models(
             filter_string=f"source_run_id = '{run_id}' AND name = 'model'", max_results=1, output_format="list"
         )
         if not logged:
             raise mlflow.exceptions.MlflowException(f"run {run_id} has no logged model named 'model'")
-        version = mlflow.register_model(logged[0].model_uri, REGISTERED_MODEL, tags={"test_mse": repr(test_mse)})
+        version = mlflow.register_model(logged[0].model_uri, name, tags={"test_mse": repr(test_mse)})
     try:
-        champion = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+        champion = client.get_model_version_by_alias(name, CHAMPION)
         best = float(champion.tags.get("test_mse", "inf"))
         is_same = str(champion.version) == str(version.version)
     except mlflow.exceptions.MlflowException:  # no champion yet
         best, is_same = math.inf, False
     crowned = is_same or test_mse < best
     if crowned and not is_same:
-        client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, version.version)
+        client.set_registered_model_alias(name, CHAMPION, version.version)
     return str(version.version), crowned
 
 

@@ -1,4 +1,4 @@
-"""The one fit function that the train stage and the tuning objective share."""
+"""The one fit function that the train stage and the tuning objective share, for every task."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ import keras
 import numpy as np
 
 from lstm_ae.config import TrainConfig
+from lstm_ae.corruption import Corruption
 from lstm_ae.errors import UserError
+
+IDENTITY = Corruption("reconstruct")
 
 
 class TrainingDiverged(UserError, RuntimeError):
@@ -33,6 +36,31 @@ def keras_verbosity() -> int:
     return 1 if sys.stdout.isatty() and not os.environ.get("CI") else 2
 
 
+class NoisyBatches(keras.utils.PyDataset):
+    """(corrupted, clean) training batches with noise drawn afresh for every batch of every epoch,
+    so the model never sees the same noisy copy twice; reproducible from (seed, epoch, batch)."""
+
+    def __init__(self, clean: np.ndarray, corruption: Corruption, batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.clean, self.corruption, self.batch_size, self.seed = clean, corruption, batch_size, seed
+        self.epoch = 0
+        self.order = self._shuffled()
+
+    def _shuffled(self) -> np.ndarray:
+        return self.corruption.batch_order(self.seed, self.epoch, len(self.clean))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.clean) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        clean = self.clean[np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])]
+        return self.corruption.apply(clean, self.corruption.batch_rng(self.seed, self.epoch, index)), clean
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._shuffled()
+
+
 def fit(
     model: keras.Model,
     x_train: np.ndarray,
@@ -40,24 +68,30 @@ def fit(
     cfg: TrainConfig,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | None = None,
+    corruption: Corruption = IDENTITY,
+    seed: int = 0,
 ) -> dict[str, list[float]]:
-    """Train the autoencoder to reproduce its input; return the per-epoch history.
+    """Train the autoencoder to output the clean ``x_train`` from its corrupted copy (the clean
+    rows themselves for reconstruct); return the per-epoch history.
 
-    Early stopping watches the validation loss and restores the best epoch's weights, so the
-    returned model is the best one seen, not the last. Side effects (tracking, pruning) come in
-    through ``callbacks``.
+    The validation inputs are corrupted once, with a fixed seed, so every run and every tuning
+    trial is scored on the same inputs. Early stopping watches the validation loss and restores
+    the best epoch's weights, so the returned model is the best one seen, not the last. Side
+    effects (tracking, pruning) come in through ``callbacks``.
     """
     compile_autoencoder(model, cfg.learning_rate)
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=cfg.patience, restore_best_weights=True
     )
+    if corruption.is_random:
+        train_data = {"x": NoisyBatches(x_train, corruption, cfg.batch_size, seed)}
+    else:  # identity or blur: one fixed input array, the fastest path through Keras
+        train_data = {"x": corruption.apply(x_train), "y": x_train, "batch_size": cfg.batch_size, "shuffle": True}
     history = model.fit(
-        x_train,
-        x_train,
-        validation_data=(x_val, x_val),
-        batch_size=cfg.batch_size,
+        **train_data,
+        validation_data=(corruption.fixed(x_val, seed, "val"), x_val),
+        validation_batch_size=cfg.batch_size,
         epochs=cfg.max_epochs,
-        shuffle=True,
         callbacks=[keras.callbacks.TerminateOnNaN(), early_stopping, *callbacks],
         verbose=keras_verbosity() if verbose is None else verbose,
     )

@@ -147,9 +147,11 @@ def work(cfg: Config, parent_id: str, experiment_id: str, n_trials: int, worker:
     )
     # Seeds differ per worker (or every worker would propose the same trials) and per resumption.
     study.sampler = tuning.make_sampler(cfg.seed + 10_007 * worker + len(study.trials))
-    tags = {"optuna.study_name": tune.study_name, **tracking.run_tags(data_md5)}
+    tags = {"optuna.study_name": tune.study_name, **tracking.run_tags(data_md5), **tracking.task_tags(cfg.input_corruption)}
     tracker = functools.partial(_trial_run, parent_id=parent_id, experiment_id=experiment_id, tags=tags)
-    objective = tuning.Objective(x_train, x_val, tune.search, cfg.train, tune.max_epochs, cfg.seed, tracker)
+    objective = tuning.Objective(
+        x_train, x_val, tune.search, cfg.train, tune.max_epochs, cfg.seed, tracker, cfg.input_corruption
+    )
     study.optimize(
         objective,
         n_trials=n_trials,

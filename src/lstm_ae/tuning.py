@@ -25,9 +25,10 @@ from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
 from lstm_ae.config import ModelConfig, SearchSpace, TrainConfig
+from lstm_ae.corruption import Corruption
 from lstm_ae.errors import UserError
 from lstm_ae.model import build_autoencoder
-from lstm_ae.training import fit
+from lstm_ae.training import IDENTITY, fit
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -149,7 +150,8 @@ class PruningCallback(keras.callbacks.Callback):
 
 
 class Objective:
-    """Validation MSE of one trial: build the model from the trial's config and fit it.
+    """Validation MSE of one trial: build the model from the trial's config and fit it on the
+    task's (corrupted input, clean target) pairs.
 
     The test split never reaches this object, so nothing is chosen on test data.
     """
@@ -163,10 +165,11 @@ class Objective:
         max_epochs: int,
         seed: int,
         tracker: Tracker,
+        corruption: Corruption = IDENTITY,
     ) -> None:
         self.x_train, self.x_val = x_train, x_val
         self.space, self.train, self.max_epochs, self.seed = space, train, max_epochs, seed
-        self.tracker = tracker
+        self.tracker, self.corruption = tracker, corruption
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = suggest_params(trial, self.space)
@@ -176,7 +179,10 @@ class Objective:
             model = build_autoencoder(model_cfg)
             # Tracking callbacks first: a pruned epoch must still be logged before the fit stops.
             pruning = PruningCallback(trial, train_cfg.max_epochs)
-            history = fit(model, self.x_train, self.x_val, train_cfg, callbacks=[*callbacks, pruning], verbose=0)
+            history = fit(
+                model, self.x_train, self.x_val, train_cfg,
+                callbacks=[*callbacks, pruning], verbose=0, corruption=self.corruption, seed=self.seed,
+            )
             value = min(history["val_loss"])
             results.update({"val_mse": value, "epochs": len(history["val_loss"]), "param_count": model.count_params()})
             return value

@@ -60,27 +60,41 @@ def example_indices(labels: np.ndarray, n: int) -> list[int]:
     return [int(np.flatnonzero(labels == k)[0]) for k in range(n) if np.any(labels == k)]
 
 
-def register(run_id: str, test_mse: float) -> None:
+def register(run_id: str, test_mse: float, name: str) -> None:
     """Register the run's model; `champion` moves to it only if its test MSE is the best so far."""
     try:
-        version, crowned = tracking.register_model(run_id, test_mse)
+        version, crowned = tracking.register_model(run_id, test_mse, name)
     except mlflow.exceptions.MlflowException as exc:  # e.g. the training run is in another store
         log.warning("model not registered: run %s has no logged model here (%s)", run_id, str(exc).splitlines()[0])
         return
-    mlflow.set_tags({"registered_model": f"{tracking.REGISTERED_MODEL}/{version}", "champion": str(crowned)})
+    mlflow.set_tags({"registered_model": f"{name}/{version}", "champion": str(crowned)})
     log.info(
-        "registered %s version %s%s", tracking.REGISTERED_MODEL, version,
+        "registered %s version %s%s", name, version,
         f" as @{tracking.CHAMPION}" if crowned else f"; @{tracking.CHAMPION} stays (test MSE {test_mse:.5f} does not beat it)",
     )
 
 
+def examples_figure(clean, inputs, outputs, picks, titles, restoring: bool):
+    """The report's figure (originals over reconstructions), or clean / corrupted / restored rows."""
+    if not restoring:
+        return figures.reconstructions(clean[picks], outputs[picks], titles=titles)
+    return figures.reconstructions(
+        clean[picks], inputs[picks], extra=[outputs[picks]], titles=titles, rows=("clean", "corrupted", "restored")
+    )
+
+
 def run(cfg: Config) -> dict[str, float]:
-    """Write reports/metrics.json and the figures, and log both into the training run."""
+    """Score the model's output for the task against the clean test images, next to the corrupted
+    input itself (the floor a restoration must beat) and PCA at the same code size; write
+    reports/metrics.json and the figures, and log both into the training run."""
     data = load_dataset(PROCESSED).scaled()
     model = load_model()
-    recon = model.predict(data.x_test, batch_size=512, verbose=keras_verbosity())
-    clean, recon_images = to_images(data.x_test), to_images(recon)
-    pca_images = to_images(pca_reconstruct(data.x_train, data.x_test, cfg.model.latent_size, seed=cfg.seed))
+    corruption = cfg.input_corruption
+    inputs = corruption.fixed(data.x_test, cfg.seed, "test")  # the same inputs on every run
+    recon = model.predict(inputs, batch_size=512, verbose=keras_verbosity())
+    clean, input_images, recon_images = to_images(data.x_test), to_images(inputs), to_images(recon)
+    # PCA is fitted on clean training images and projects the same (corrupted) test inputs.
+    pca_images = to_images(pca_reconstruct(data.x_train, inputs, cfg.model.latent_size, seed=cfg.seed))
 
     model_summary = metrics.summarize(clean, recon_images, data.y_test, data.class_names, prefix="test")
     pca_summary = metrics.summarize(clean, pca_images, data.y_test, data.class_names, prefix="pca_test")
@@ -90,13 +104,15 @@ def run(cfg: Config) -> dict[str, float]:
         **headline(pca_summary, "pca_test"),
         "mean_image_test_mse": float(np.mean((data.x_test - mean_image) ** 2)),
     }
+    if not corruption.is_identity:
+        input_summary = metrics.summarize(clean, input_images, data.y_test, data.class_names, prefix="input_test")
+        results.update(headline(input_summary, "input_test"))
 
     picks = example_indices(data.y_test, cfg.evaluate.examples)
     errors = metrics.mse_per_image(clean, recon_images)
+    titles = [data.class_names[data.y_test[i]] for i in picks]
     drawn = {
-        "reconstructions": figures.reconstructions(
-            clean[picks], recon_images[picks], titles=[data.class_names[data.y_test[i]] for i in picks]
-        ),
+        "reconstructions": examples_figure(clean, input_images, recon_images, picks, titles, not corruption.is_identity),
         "best_worst": figures.best_worst(clean, recon_images, errors, k=cfg.evaluate.best_worst),
     }
     with atomic_dir(EVAL_FIGURES) as folder:
@@ -108,15 +124,21 @@ def run(cfg: Config) -> dict[str, float]:
     tracking.use_project_store()
     run_id = json.loads(RUN_INFO.read_text())["run_id"] if RUN_INFO.exists() else None
     with tracking.resume_or_start(run_id, tags=tracking.run_tags(data.archive_md5)), tracking.ended_as_it_failed():
-        mlflow.log_metrics({**model_summary, **pca_summary, "mean_image_test_mse": results["mean_image_test_mse"]})
+        mlflow.log_metrics({**model_summary, **pca_summary, **results})
         tracking.log_figures(drawn, "evaluate")
         if EDA_METRICS.exists():
             mlflow.log_metrics(json.loads(EDA_METRICS.read_text()))
         for path in sorted(EDA_FIGURES.glob("*.png")):
             mlflow.log_artifact(str(path), "eda")
-        register(mlflow.active_run().info.run_id, results["test_mse"])
+        mlflow.set_tags(tracking.task_tags(corruption))
+        register(mlflow.active_run().info.run_id, results["test_mse"], tracking.registered_name(corruption))
     log.info(
         "test MSE %.5f (PCA-%d %.5f), PSNR %.2f dB, SSIM %.3f",
         results["test_mse"], cfg.model.latent_size, results["pca_test_mse"], results["test_psnr"], results["test_ssim"],
     )
+    if not corruption.is_identity:
+        log.info(
+            "%s: the corrupted input itself scores PSNR %.2f dB, SSIM %.3f (output %+.2f dB)", corruption.describe(),
+            results["input_test_psnr"], results["input_test_ssim"], results["test_psnr"] - results["input_test_psnr"],
+        )
     return results

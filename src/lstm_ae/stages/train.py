@@ -27,7 +27,8 @@ def history_csv(history: dict[str, list[float]]) -> str:
 
 
 def run(cfg: Config) -> dict[str, list[float]]:
-    """Train on the train split, early-stop on validation, and log everything to one MLflow run.
+    """Train on the train split for cfg.task, early-stop on validation, and log everything to one
+    MLflow run.
 
     The run stays open for the evaluate stage: its id goes to models/mlflow_run.json.
     """
@@ -36,14 +37,20 @@ def run(cfg: Config) -> dict[str, list[float]]:
     model = build_autoencoder(cfg.model)
     tracking.use_project_store()
     with (
-        mlflow.start_run(run_name=tracking.run_name(), tags=tracking.run_tags(data.archive_md5)) as active,
+        mlflow.start_run(
+            run_name=tracking.run_name(),
+            tags={**tracking.run_tags(data.archive_md5), **tracking.task_tags(cfg.input_corruption)},
+        ) as active,
         tracking.ended_as_it_failed(),
     ):
         mlflow.log_params(tracking.flatten_params(cfg.model_dump(mode="json")))
         mlflow.log_params(
             {"n_train": len(data.x_train), "n_val": len(data.x_val), "param_count": model.count_params()}
         )
-        history = fit(model, data.x_train, data.x_val, cfg.train, callbacks=[tracking.EpochLogger()])
+        history = fit(
+            model, data.x_train, data.x_val, cfg.train,
+            callbacks=[tracking.EpochLogger()], corruption=cfg.input_corruption, seed=cfg.seed,
+        )
         best = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
         mlflow.log_metrics({"best_epoch": best + 1, "best_val_loss": history["val_loss"][best]})
 

@@ -37,6 +37,8 @@ def study_settings(cfg: Config, data_md5: str) -> dict:
         "tune.val_images": cfg.tune.val_images,
         "train.patience": cfg.train.patience,
         "seed": cfg.seed,
+        "task": cfg.task,
+        "corruption": cfg.input_corruption.strength,
         "data_md5": data_md5,
     }
 
@@ -66,12 +68,15 @@ def run(cfg: Config, isolate: bool = True) -> dict:
     check_settings(study, study_settings(cfg, data_md5))
     fail_orphans(study, "no longer exists")
 
-    tags = {**tracking.run_tags(data_md5), "optuna.study_name": tune.study_name, "optuna.storage": tuning.redact(tune.storage)}
+    tags = {**tracking.run_tags(data_md5), **tracking.task_tags(cfg.input_corruption), "optuna.study_name": tune.study_name, "optuna.storage": tuning.redact(tune.storage)}
     parent_id, created = tracking.open_parent_run(experiment_id, f"study-{tune.study_name}", study.user_attrs.get(PARENT_ATTR), tags)
     study.set_user_attr(PARENT_ATTR, parent_id)
     if created:
         settings = {**tune.model_dump(mode="json"), "storage": tuning.redact(tune.storage)}
-        params = {"seed": cfg.seed, "train.patience": cfg.train.patience, "tune": settings}
+        params = {
+            "seed": cfg.seed, "task": cfg.task, "corruption": cfg.corruption.model_dump(mode="json"),
+            "train.patience": cfg.train.patience, "tune": settings,
+        }
         mlflow.MlflowClient().log_batch(
             parent_id, params=[mlflow.entities.Param(k, str(v)) for k, v in tracking.flatten_params(params).items()]
         )
