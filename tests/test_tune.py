@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import logging
 import os
 import shutil
 import signal
@@ -552,3 +553,14 @@ def test_a_restoration_study_trains_every_trial_on_the_task_and_keeps_to_it(in_p
     # A denoising trial's validation loss is not comparable with a deblurring one's.
     with pytest.raises(tune_stage.TuneError, match="other corruption, task"):
         tune_stage.run(parse_config({**cfg.model_dump(mode="json"), "task": "deblur"}), isolate=False)
+
+
+@slow
+def test_in_a_terminal_a_bar_counts_trials_and_each_trial_line_is_printed_once(in_project: Path, capfd) -> None:
+    make_project(in_project, n_trials=2, max_epochs=1, pruner="none")
+    logging.getLogger().setLevel(logging.INFO)  # what the CLI sets without --quiet
+    tune_stage.run(load_config(in_project / "params.yaml"), isolate=True, progress=True)
+    err = capfd.readouterr().err
+    assert "trials: 100%" in err and "2/2" in err and "best val MSE" in err
+    for number in (0, 1):  # printed by the runner above the bar; the quiet workers do not repeat it
+        assert err.count(f"trial {number} COMPLETE after 1 epoch(s)") == 1, err

@@ -87,7 +87,7 @@ def run_stage(name: str, params: Path, quiet: bool = False, overrides: dict | No
     if overrides:
         cfg = override(cfg, name, overrides)
     module = import_quietly(f"lstm_ae.stages.{name}")
-    if name in ("fetch", "preprocess"):
+    if name in ("fetch", "preprocess", "tune"):
         return module.run(cfg, progress=_progress_wanted(quiet))
     return module.run(cfg)
 

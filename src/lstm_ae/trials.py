@@ -14,6 +14,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 
@@ -22,6 +23,7 @@ import numpy as np
 import optuna
 import psutil
 from optuna.trial import TrialState
+from tqdm import tqdm
 
 from lstm_ae import tracking, tuning
 from lstm_ae.config import Config
@@ -65,7 +67,13 @@ def fail_orphans(study: optuna.Study, reason: str, worker: str | None = None) ->
 
 
 def run_trials(
-    cfg: Config, study: optuna.Study, parent_id: str, experiment_id: str, budget: int, isolate: bool = True
+    cfg: Config,
+    study: optuna.Study,
+    parent_id: str,
+    experiment_id: str,
+    budget: int,
+    isolate: bool = True,
+    progress: bool = False,
 ) -> None:
     """Run at most ``budget`` trials, tune.workers at a time, each in a fresh spawned process.
 
@@ -76,6 +84,9 @@ def run_trials(
     trials, give or take the trials already running elsewhere. The time budget is checked
     before each start, as Optuna's own ``timeout`` does. ``isolate=False`` runs the trials in
     this process, one at a time (for tests that patch the objective).
+
+    With ``progress`` (a terminal) a bar counts finished trials and this process prints each
+    trial's line above it; otherwise each worker logs its own line.
     """
     if budget <= 0:
         return
@@ -84,6 +95,11 @@ def run_trials(
         return
     context = multiprocessing.get_context("spawn")
     level = logging.getLogger().getEffectiveLevel()
+    # Under a bar, workers stay quiet below WARNING: their lines would be written into the bar.
+    worker_level = max(level, logging.WARNING) if progress else level
+    bar = tqdm(
+        total=min(budget, cfg.tune.n_trials - tuning.finished_trials(study)), desc="trials", unit="trial", disable=not progress
+    )
     deadline = time.monotonic() + cfg.tune.timeout_s if cfg.tune.timeout_s else math.inf
     started, running, failed = 0, {}, []
 
@@ -100,7 +116,8 @@ def run_trials(
             for slot in range(cfg.tune.workers):
                 if slot not in running and wanted():
                     process = context.Process(
-                        target=tune_worker, args=(cfg, parent_id, experiment_id, 1, slot, level), name=f"tune-worker-{slot}"
+                        target=tune_worker, args=(cfg, parent_id, experiment_id, 1, slot, worker_level),
+                        name=f"tune-worker-{slot}",
                     )
                     process.start()
                     running[slot] = process
@@ -115,6 +132,8 @@ def run_trials(
                         fail_orphans(study, f"killed by signal {-process.exitcode}", worker_id(process.pid))
                     elif process.exitcode != 0:  # trial errors are caught inside; this is the worker itself
                         failed.append(f"{process.name} (exit code {process.exitcode})")
+                    if progress:
+                        _show_trials_of(study, worker_id(process.pid), bar)
     except Terminated:
         # SIGTERM reached this process only (Ctrl-C reaches the whole process group): pass it on.
         for process in running.values():
@@ -127,8 +146,27 @@ def run_trials(
                 process.kill()
                 process.join()
                 fail_orphans(study, "did not stop within 30 s of the interrupt", worker_id(process.pid))
+        bar.close()
     if failed:
         raise TuneError(f"{', '.join(failed)} stopped; finished trials are kept, run the same command to continue")
+
+
+def _show_trials_of(study: optuna.Study, worker: str, bar: tqdm) -> None:
+    """Print the finished trials of one exited worker above the bar, and advance it."""
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.user_attrs.get("worker") == worker]
+    best = _best_or_none(study)
+    for trial in finished:
+        bar.write(tuning.describe_trial(trial, best), file=sys.stderr)  # where log lines go
+    bar.update(len(finished))
+    if best is not None:
+        bar.set_postfix_str(f"best val MSE {best.value:.5f} (trial {best.number})")
+
+
+def _best_or_none(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:  # no complete trial yet
+        return None
 
 
 def work(cfg: Config, parent_id: str, experiment_id: str, n_trials: int, worker: int, log_level: int | None = None) -> None:
@@ -213,8 +251,4 @@ def _expected_failures(record: logging.LogRecord) -> bool:
 
 
 def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    try:
-        best = study.best_trial
-    except ValueError:  # no complete trial yet
-        best = None
-    log.info(tuning.describe_trial(trial, best))
+    log.info(tuning.describe_trial(trial, _best_or_none(study)))

@@ -57,7 +57,7 @@ def check_settings(study: optuna.Study, settings: dict) -> None:
         )
 
 
-def run(cfg: Config, isolate: bool = True) -> dict:
+def run(cfg: Config, isolate: bool = True, progress: bool = False) -> dict:
     """Top the study up to tune.n_trials finished trials, then write reports/tune and log the study."""
     tune = cfg.tune
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -91,7 +91,7 @@ def run(cfg: Config, isolate: bool = True) -> dict:
     )
     status = "FAILED"
     try:
-        run_trials(cfg, study, parent_id, experiment_id, budget, isolate)
+        run_trials(cfg, study, parent_id, experiment_id, budget, isolate, progress)
         summary = _report(cfg, study, parent_id)
         status = "FINISHED"
     except KeyboardInterrupt:
