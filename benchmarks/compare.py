@@ -1,0 +1,182 @@
+"""The quality/speed table of issue 4: the report's recipe, the default recipe (params.yaml) and
+PCA at the same code size, on the same images, in one go.
+
+Run in the project root after `dvc repro preprocess` (the full data set), e.g.
+
+    python benchmarks/compare.py --minutes 30                 # every contender, 30 min of training each
+    python benchmarks/compare.py --minutes 2 --train-images 2000 --val-images 500 --test-images 500
+
+Contenders:
+  report   the report's model and recipe: LSTM(512) -> LSTM(256) -> RepeatVector -> LSTM(256) ->
+           LSTM(96, sigmoid), Adam 1e-4, batch 128, early stopping with patience 10
+  default  model.* and train.* of params.yaml, through lstm_ae.training.fit (what `dvc repro` trains)
+  pca      PCA with as many components as the default's latent size, fitted on the training images
+
+Each LSTM contender trains in a fresh process until its own max_epochs, early stopping, or
+--minutes of training wall time, whichever comes first (the budget is checked at epoch ends).
+After every epoch the clock stops and the test images are scored, so "time to MSE 0.0051" is
+training time only, measured on test MSE. Samples per second are training images over the
+median epoch time (the first epoch includes tracing). Peak memory is the process's maximum RSS.
+
+Writes benchmarks/out/compare-<time>.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CONTENDERS = ("report", "default", "pca")
+REPORT_MSE = 0.0051  # the report's test MSE: goal 2 is to reach it in 30 minutes
+
+
+def _data(train_images: int, val_images: int, test_images: int):
+    from lstm_ae.dataset import load_dataset
+    from lstm_ae.paths import PROCESSED
+    from lstm_ae.sequences import scale
+
+    data = load_dataset(PROCESSED)
+    return (scale(data.x_train[:train_images]), scale(data.x_val[:val_images]), scale(data.x_test[:test_images]))
+
+
+def _scores(clean, recon) -> dict:
+    from lstm_ae import metrics
+    from lstm_ae.sequences import to_images
+
+    mse = metrics.mse_per_image(clean, recon)
+    return {
+        "test_mse": float(mse.mean()),
+        "test_psnr": float(metrics.psnr_from_mse(mse, 1.0).mean()),
+        "test_ssim": float(metrics.ssim_per_image(to_images(clean), to_images(recon)).mean()),
+    }
+
+
+def _peak_rss_gib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)  # KiB on Linux
+
+
+def measure_lstm(name: str, args: argparse.Namespace) -> dict:
+    """Runs in its own process: train the contender under the time budget, scoring every epoch."""
+    import keras
+    import numpy as np
+
+    from lstm_ae.config import ModelConfig, TrainConfig, load_config
+    from lstm_ae.model import build_autoencoder
+    from lstm_ae.training import fit
+
+    cfg = load_config(Path("params.yaml"))
+    if name == "report":
+        model_cfg = ModelConfig(encoder_widths=(512, 256), decoder_widths=(256,), head="lstm")
+        train_cfg = TrainConfig(learning_rate=1e-4, batch_size=128, max_epochs=200, patience=10)
+    else:
+        model_cfg, train_cfg = cfg.model, cfg.train
+    x_train, x_val, x_test = _data(args.train_images, args.val_images, args.test_images)
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_autoencoder(model_cfg)
+    budget_s = args.minutes * 60
+    epochs: list[dict] = []
+
+    class Clock(keras.callbacks.Callback):
+        """Times each epoch's training, then scores the test images with the clock stopped."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self.started
+            recon = self.model.predict(x_test, batch_size=512, verbose=0)
+            test_mse = float(np.mean((recon - x_test) ** 2))
+            trained = sum(e["seconds"] for e in epochs) + seconds
+            epochs.append({"epoch": epoch + 1, "seconds": round(seconds, 2), "trained_s": round(trained, 1),
+                           "val_mse": float(logs["val_loss"]), "test_mse": test_mse})
+            print(f"{name} epoch {epoch + 1}: {seconds:.0f} s, val {logs['val_loss']:.5f}, test {test_mse:.5f}",
+                  file=sys.stderr, flush=True)
+            if trained >= budget_s:
+                self.model.stop_training = True
+
+    fit(model, x_train, x_val, train_cfg, callbacks=[Clock()], verbose=0)
+    recon = model.predict(x_test, batch_size=512, verbose=0)  # early stopping restored the best epoch
+    reached = next((e["trained_s"] for e in epochs if e["test_mse"] <= REPORT_MSE), None)
+    steady = float(np.median([e["seconds"] for e in epochs[1:]] or [epochs[0]["seconds"]]))
+    return {
+        "contender": name, "model": model_cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
+        "param_count": model.count_params(), **_scores(x_test, recon),
+        "train_wall_s": round(sum(e["seconds"] for e in epochs), 1), "epochs": epochs,
+        "s_to_report_mse": reached, "samples_per_s": round(len(x_train) / steady, 1), "peak_rss_gib": _peak_rss_gib(),
+    }
+
+
+def measure_pca(args: argparse.Namespace) -> dict:
+    from lstm_ae.baselines import pca_reconstruct
+    from lstm_ae.config import load_config
+
+    cfg = load_config(Path("params.yaml"))
+    x_train, _, x_test = _data(args.train_images, args.val_images, args.test_images)
+    started = time.perf_counter()
+    recon = pca_reconstruct(x_train, x_test, cfg.model.latent_size, seed=cfg.seed).reshape(x_test.shape)
+    seconds = time.perf_counter() - started
+    scores = _scores(x_test, recon)
+    return {
+        "contender": "pca", "model": {"n_components": cfg.model.latent_size}, **scores, "train_wall_s": round(seconds, 1),
+        "s_to_report_mse": round(seconds, 1) if scores["test_mse"] <= REPORT_MSE else None,
+        "samples_per_s": round(len(x_train) / seconds, 1), "peak_rss_gib": _peak_rss_gib(),
+    }
+
+
+def _minutes(seconds: float | None) -> str:
+    return "not reached" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| contender | test MSE | PSNR | SSIM | training wall time | time to test MSE 0.0051 | samples/s | peak RSS |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['contender']} | {r['test_mse']:.5f} | {r['test_psnr']:.2f} dB | {r['test_ssim']:.3f} | "
+            f"{_minutes(r['train_wall_s'])} | {_minutes(r['s_to_report_mse'])} | {r['samples_per_s']} | {r['peak_rss_gib']} GiB |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
+    parser.add_argument("--minutes", type=float, default=30.0, help="training wall time per LSTM contender")
+    parser.add_argument("--train-images", type=int, default=40_000)
+    parser.add_argument("--val-images", type=int, default=10_000)
+    parser.add_argument("--test-images", type=int, default=10_000)
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one contender in this process
+    args = parser.parse_args()
+    if args.one:
+        result = measure_pca(args) if args.one == "pca" else measure_lstm(args.one, args)
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+    rows = []
+    for name in args.contenders:
+        command = [sys.executable, __file__, "--one", name, *sys.argv[1:]]
+        out = subprocess.run(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+        if out.returncode != 0 or not lines:
+            sys.exit(f"{name} failed (exit code {out.returncode}); its output is above")
+        rows.append(json.loads(lines[0].removeprefix("RESULT ")))
+    meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "cpus": os.cpu_count(),
+            "date": time.strftime("%Y-%m-%d %H:%M"), "train_images": args.train_images,
+            "val_images": args.val_images, "test_images": args.test_images, "minutes": args.minutes}
+    out_dir = Path("benchmarks/out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    print(table(rows))
+    print(f"\n(raw numbers: {path})")
+
+
+if __name__ == "__main__":
+    main()
