@@ -133,6 +133,7 @@ def test_fit_scores_the_corrupted_validation_inputs_against_the_clean_images(mod
     assert model.evaluate(inputs, x_val, batch_size=16, verbose=0) == pytest.approx(best, rel=1e-5)
     if corruption.is_random:
         assert isinstance(seen["x"], NoisyBatches) and seen["x"].clean is x_train
+        assert seen["x"].epoch >= 2  # Keras called on_epoch_end: the second epoch drew new noise
     else:
         np.testing.assert_array_equal(seen["x"], corruption.apply(x_train))
         assert seen["y"] is x_train
