@@ -4,7 +4,7 @@ PYTHON ?= python3
 # Stages call `python -m lstm_ae`; putting the venv first on PATH makes DVC find the right one.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install repro test test-fast ui tune dashboard
+.PHONY: install repro test test-fast ui tune dashboard exps
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,8 @@ tune: install                 ## an Optuna study as params.yaml's tune section s
 
 dashboard: install            ## browse the tuning study at http://127.0.0.1:8080
 	optuna-dashboard optuna-journal.log
+
+# The columns worth comparing: test metrics, then task, corruption, model and train settings.
+EXPS_HIDDEN := Created|pca_test_(psnr|ssim)|mean_image|brightness|corr_|fetch|preprocess|eda|evaluate|tune|data/|models/|reports/|src/
+exps: install                 ## experiments side by side, without file hashes and rarely changed settings
+	dvc exp show --drop '$(EXPS_HIDDEN)'

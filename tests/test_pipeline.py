@@ -289,6 +289,19 @@ def test_exp_run_with_a_restoration_task_retrains_and_reports_the_floor(pipeline
     assert "input_test_ssim" in runs[0].data.metrics
     shown = sh(pipeline, "dvc", "exp", "show", "--json").stdout
     assert '"task": "deblur"' in shown
+    # The default table: test metrics before the data statistics, the keys users change before the rest.
+    header = sh(pipeline, "dvc", "exp", "show", "--csv").stdout.splitlines()[0].split(",")
+    assert header.index("test_mse") < header.index("input_test_psnr") < header.index("brightness_mean")
+    assert header.index("task") < header.index("model.head") < header.index("train.learning_rate") < header.index("fetch.url")
+    # `make exps`: the same table without hashes and rarely changed settings.
+    hidden = next(line for line in (REPO / "Makefile").read_text().splitlines() if line.startswith("EXPS_HIDDEN"))
+    compact = sh(pipeline, "dvc", "exp", "show", "--csv", "--drop", hidden.split(":=", 1)[1].strip()).stdout
+    columns = [c for c in compact.splitlines()[0].split(",") if c not in ("Experiment", "rev", "typ", "parent")]
+    assert columns == [
+        "test_mse", "test_psnr", "test_ssim", "pca_test_mse", "input_test_mse", "input_test_psnr", "input_test_ssim",
+        "seed", "task", "corruption.blur_sigma", "corruption.noise_sigma", "model.encoder_widths",
+        "model.decoder_widths", "model.head", "train.learning_rate", "train.batch_size", "train.max_epochs", "train.patience",
+    ]
 
 
 def test_pipeline_on_a_real_cifar10_subset_from_the_mirror(tmp_path_factory: pytest.TempPathFactory) -> None:
