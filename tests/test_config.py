@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,11 @@ def leaf_keys(mapping: dict[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
-def test_real_params_give_the_reports_defaults() -> None:
+def test_real_params_give_the_tuned_model_with_the_reports_code_size_and_split() -> None:
     cfg = load_config(PARAMS)
-    assert cfg.model.encoder_widths == (512, 256)
-    assert cfg.model.decoder_widths == (256,)
-    assert cfg.model.head == "lstm"
+    assert cfg.model.encoder_widths == (256,)
+    assert cfg.model.decoder_widths == (512,)
+    assert cfg.model.head == "dense"
     assert cfg.model.latent_size == 256
     assert cfg.preprocess.val_fraction == 0.2
     assert cfg.seed == 42
@@ -198,7 +199,7 @@ def test_missing_file_says_where_to_run(tmp_path: Path) -> None:
 
 def test_learning_rate_written_as_1e_minus_4_is_a_number(tmp_path: Path) -> None:
     # YAML 1.1 reads `1e-4` (no dot) as a string; it must still mean 0.0001.
-    text = PARAMS.read_text(encoding="utf-8").replace("learning_rate: 0.001", "learning_rate: 1e-4")
+    text = re.sub(r"learning_rate: [0-9.]+", "learning_rate: 1e-4", PARAMS.read_text(encoding="utf-8"))
     assert yaml.safe_load(text)["train"]["learning_rate"] == "1e-4"
     path = tmp_path / "params.yaml"
     path.write_text(text, encoding="utf-8")
@@ -216,7 +217,7 @@ def test_settings_are_frozen() -> None:
         cfg.train.learning_rate = 0.5
     with pytest.raises(ValidationError):
         cfg.seed = 1
-    assert cfg.train.learning_rate == 0.001
+    assert cfg.train.learning_rate == 0.00177
 
 
 @settings(max_examples=50, deadline=None)
