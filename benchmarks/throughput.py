@@ -13,10 +13,15 @@ LSTM(96, sigmoid), Adam 1e-4, MSE):
   report_xla    as report, compiled with jit_compile=True (XLA)
   report_xla_b256  as report_xla with batch 256 (fewer, larger steps: optimisation changes too)
 
-Each variant trains --epochs epochs; the first includes tracing and compilation and is
-reported apart. Samples per second = training images / median wall time of the later epochs
-(each epoch includes its validation pass; the median, as single epochs here sometimes take
-1.6x longer for no reason the run can see). Prints one JSON line per variant and a table.
+Each variant trains --epochs epochs in its own process. The processes start together but take
+turns, one epoch at a time (variant 1 epoch 1, variant 2 epoch 1, ..., variant 1 epoch 2, ...):
+this machine's speed changes by up to 2x from one minute to the next (other tenants), and
+interleaving spreads those phases over every variant instead of whichever ran then. The first
+epoch includes tracing and compilation and is reported apart. An epoch's time runs from its
+start to the end of the last epoch-end callback, so it holds the validation pass and, for
+`ours`, the MLflow logging. Samples per second = training images / median of the later epochs;
+"vs report" is the median over rounds of the report's epoch time over the variant's in the same
+round. Prints one JSON line per variant and a table; writes benchmarks/out/throughput-*.json.
 """
 
 from __future__ import annotations
@@ -24,17 +29,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from lstm_ae import atomic
+
 VARIANTS = ("report", "ours", "report_xla", "report_xla_b256")
+TURN_TIMEOUT_S = 3600  # a variant that waits longer than this for its turn gives up
 
 
-def measure(variant: str, train_images: int, val_images: int, epochs: int) -> dict:
-    """Runs in its own process: import, load, build, fit, time each epoch."""
+def _wait_for(turn_file: Path, turn: int) -> None:
+    """Block until ``turn_file`` holds ``turn`` (the main process writes 0 once every variant is ready)."""
+    deadline = time.monotonic() + TURN_TIMEOUT_S
+    while True:
+        current = int(turn_file.read_text())
+        if current == turn:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {TURN_TIMEOUT_S} s for turn {turn} (now {current}): another variant died")
+        time.sleep(0.02)
+
+
+def measure(variant: str, train_images: int, val_images: int, epochs: int, turn_file: Path, index: int,
+            count: int) -> dict:
+    """Runs in its own process: import, load, build, then fit, taking turns with the other variants."""
     import keras
     import numpy as np
 
@@ -51,12 +73,17 @@ def measure(variant: str, train_images: int, val_images: int, epochs: int) -> di
     batch = 256 if variant.endswith("b256") else 128
     times: list[float] = []
 
-    class Clock(keras.callbacks.Callback):
+    class Turns(keras.callbacks.Callback):
+        """Waits for this variant's turn before each epoch and hands the turn on after it; the
+        last callback, so its clock covers the others' epoch-end work."""
+
         def on_epoch_begin(self, epoch, logs=None):
+            _wait_for(turn_file, epoch * count + index)
             self.started = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.started)
+            atomic.write_text(turn_file, str(epoch * count + index + 1))
 
     if variant == "ours":
         import mlflow
@@ -67,12 +94,14 @@ def measure(variant: str, train_images: int, val_images: int, epochs: int) -> di
         mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
         cfg = TrainConfig(learning_rate=1e-4, batch_size=batch, max_epochs=epochs, patience=10)
         with mlflow.start_run():
-            history = training.fit(model, x_train, x_val, cfg, callbacks=[Clock(), tracking.EpochLogger()], verbose=2)
+            (turn_file.parent / f"ready-{index}").touch()
+            history = training.fit(model, x_train, x_val, cfg, callbacks=[tracking.EpochLogger(), Turns()], verbose=2)
         val_loss = history["val_loss"][-1]
     else:
         model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse", jit_compile=variant.startswith("report_xla"))
+        (turn_file.parent / f"ready-{index}").touch()
         history = model.fit(x_train, x_train, validation_data=(x_val, x_val), batch_size=batch, epochs=epochs,
-                            callbacks=[Clock()], verbose=0)
+                            callbacks=[Turns()], verbose=0)
         val_loss = history.history["val_loss"][-1]
     steady = float(np.median(times[1:])) if len(times) > 1 else float("nan")
     return {
@@ -90,32 +119,62 @@ def main() -> None:
     parser.add_argument("--val-images", type=int, default=1500)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one variant here
+    parser.add_argument("--turn-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--index", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        result = measure(args.one, args.train_images, args.val_images, args.epochs)
+        result = measure(args.one, args.train_images, args.val_images, args.epochs, args.turn_file, args.index,
+                         args.count)
         print("RESULT " + json.dumps(result), flush=True)
         return
+    count = len(args.variants)
+    with tempfile.TemporaryDirectory() as tmp:
+        turn_file = Path(tmp) / "turn"
+        atomic.write_text(turn_file, "-1")  # nobody's turn until every variant is ready
+        workers = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--one", variant, "--train-images", str(args.train_images),
+                 "--val-images", str(args.val_images), "--epochs", str(args.epochs), "--turn-file", str(turn_file),
+                 "--index", str(index), "--count", str(count)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            )
+            for index, variant in enumerate(args.variants)
+        ]
+        try:
+            ready = [Path(tmp) / f"ready-{index}" for index in range(count)]
+            while not all(path.exists() for path in ready):
+                if any(worker.poll() is not None for worker in workers):
+                    break  # a variant died before training: its error is reported below
+                time.sleep(0.1)
+            else:
+                atomic.write_text(turn_file, "0")
+            outputs = [worker.communicate() for worker in workers]
+        finally:
+            for worker in workers:
+                worker.kill()
     rows = []
-    for variant in args.variants:
-        out = subprocess.run(
-            [sys.executable, __file__, "--one", variant, "--train-images", str(args.train_images),
-             "--val-images", str(args.val_images), "--epochs", str(args.epochs)],
-            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        )
-        lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-        if out.returncode != 0 or not lines:
-            sys.exit(f"{variant} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    for variant, worker, (stdout, stderr) in zip(args.variants, workers, outputs):
+        lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+        if worker.returncode != 0 or not lines:
+            sys.exit(f"{variant} failed ({worker.returncode}):\n{stderr[-3000:]}")
         rows.append(json.loads(lines[0].removeprefix("RESULT ")))
         print(json.dumps(rows[-1]), flush=True)
     base = next((r for r in rows if r["variant"] == "report"), rows[0])
-    print("\n| variant | batch | first epoch | later epochs (median) | samples/s | vs report |")
+    print("\n| variant | batch | first epoch | later epochs (median, min-max) | samples/s | vs report |")
     print("|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['variant']} | {row['batch_size']} | {row['first_epoch_s']} s | {row['steady_epoch_s']} s | "
-              f"{row['samples_per_s']} | {row['samples_per_s'] / base['samples_per_s']:.2f}x |")
-    out_dir = Path("benchmarks/out")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"throughput-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(rows, indent=2) + "\n")
+        later = row["epoch_seconds"][1:]
+        ratio = statistics.median(b / t for b, t in zip(base["epoch_seconds"][1:], later))
+        row["vs_report"] = round(ratio, 3)
+        print(f"| {row['variant']} | {row['batch_size']} | {row['first_epoch_s']} s | {row['steady_epoch_s']} s "
+              f"({min(later)}-{max(later)}) | {row['samples_per_s']} | {ratio:.2f}x |")
+    path = Path("benchmarks/out") / f"throughput-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    command = " ".join([Path(sys.executable).name, *sys.argv])
+    atomic.write_text(path, json.dumps({"command": command, "cpus": os.cpu_count(), "results": rows}, indent=2) + "\n")
+    print(f"\n(raw numbers: {path})")
 
 
 if __name__ == "__main__":
