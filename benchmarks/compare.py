@@ -71,14 +71,13 @@ def measure_lstm(name: str, args: argparse.Namespace) -> dict:
     import keras
     import numpy as np
 
-    from lstm_ae.config import ModelConfig, TrainConfig, load_config
+    from lstm_ae.config import REPORT_MODEL, REPORT_TRAIN, load_config
     from lstm_ae.model import build_autoencoder
     from lstm_ae.training import fit
 
     cfg = load_config(Path("params.yaml"))
     if name == "report":
-        model_cfg = ModelConfig(encoder_widths=(512, 256), decoder_widths=(256,), head="lstm")
-        train_cfg = TrainConfig(learning_rate=1e-4, batch_size=128, max_epochs=200, patience=10)
+        model_cfg, train_cfg = REPORT_MODEL, REPORT_TRAIN
     else:
         model_cfg, train_cfg = cfg.model, cfg.train
     x_train, x_val, x_test = _data(args.train_images, args.val_images, args.test_images)

@@ -42,6 +42,11 @@ VARIANTS = ("report", "ours", "report_xla", "report_xla_b256")
 TURN_TIMEOUT_S = 3600  # a variant that waits longer than this for its turn gives up
 
 
+def _ready_file(turn_file: Path, index: int) -> Path:
+    """The file variant ``index`` creates once it is about to train (beside the turn file)."""
+    return turn_file.parent / f"ready-{index}"
+
+
 def _wait_for(turn_file: Path, turn: int) -> None:
     """Block until ``turn_file`` holds ``turn`` (the main process writes 0 once every variant is ready)."""
     deadline = time.monotonic() + TURN_TIMEOUT_S
@@ -60,7 +65,7 @@ def measure(variant: str, train_images: int, val_images: int, epochs: int, turn_
     import keras
     import numpy as np
 
-    from lstm_ae.config import ModelConfig, TrainConfig
+    from lstm_ae.config import REPORT_MODEL, REPORT_TRAIN
     from lstm_ae.dataset import load_dataset
     from lstm_ae.model import build_autoencoder
     from lstm_ae.paths import PROCESSED
@@ -69,7 +74,7 @@ def measure(variant: str, train_images: int, val_images: int, epochs: int, turn_
     data = load_dataset(PROCESSED)
     x_train, x_val = scale(data.x_train[:train_images]), scale(data.x_val[:val_images])
     keras.utils.set_random_seed(42)
-    model = build_autoencoder(ModelConfig(encoder_widths=(512, 256), decoder_widths=(256,), head="lstm"))
+    model = build_autoencoder(REPORT_MODEL)
     batch = 256 if variant.endswith("b256") else 128
     times: list[float] = []
 
@@ -92,14 +97,14 @@ def measure(variant: str, train_images: int, val_images: int, epochs: int, turn_
 
         store = tempfile.mkdtemp()
         mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
-        cfg = TrainConfig(learning_rate=1e-4, batch_size=batch, max_epochs=epochs, patience=10)
+        cfg = REPORT_TRAIN.model_copy(update={"batch_size": batch, "max_epochs": epochs})
         with mlflow.start_run():
-            (turn_file.parent / f"ready-{index}").touch()
+            _ready_file(turn_file, index).touch()
             history = training.fit(model, x_train, x_val, cfg, callbacks=[tracking.EpochLogger(), Turns()], verbose=2)
         val_loss = history["val_loss"][-1]
     else:
-        model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse", jit_compile=variant.startswith("report_xla"))
-        (turn_file.parent / f"ready-{index}").touch()
+        model.compile(optimizer=keras.optimizers.Adam(REPORT_TRAIN.learning_rate), loss="mse", jit_compile=variant.startswith("report_xla"))
+        _ready_file(turn_file, index).touch()
         history = model.fit(x_train, x_train, validation_data=(x_val, x_val), batch_size=batch, epochs=epochs,
                             callbacks=[Turns()], verbose=0)
         val_loss = history.history["val_loss"][-1]
@@ -143,7 +148,7 @@ def main() -> None:
             for index, variant in enumerate(args.variants)
         ]
         try:
-            ready = [Path(tmp) / f"ready-{index}" for index in range(count)]
+            ready = [_ready_file(turn_file, index) for index in range(count)]
             while not all(path.exists() for path in ready):
                 if any(worker.poll() is not None for worker in workers):
                     break  # a variant died before training: its error is reported below

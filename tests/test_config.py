@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from lstm_ae.cli import STAGES
-from lstm_ae.config import ConfigError, load_config, parse_config
+from lstm_ae.config import REPORT_MODEL, REPORT_TRAIN, ConfigError, load_config, parse_config
 
 ROOT = Path(__file__).parents[1]
 PARAMS = ROOT / "params.yaml"
@@ -195,6 +195,13 @@ def test_missing_file_says_where_to_run(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         load_config(tmp_path / "nope.yaml")
     assert_one_line(error, "nope.yaml", "not found", "--params")
+
+
+def test_the_reports_recipe_keeps_the_defaults_code_size() -> None:
+    # The benchmarks compare the report's model with ours at equal code size.
+    assert REPORT_MODEL.latent_size == load_config(PARAMS).model.latent_size == 256
+    assert (REPORT_MODEL.encoder_widths, REPORT_MODEL.decoder_widths, REPORT_MODEL.head) == ((512, 256), (256,), "lstm")
+    assert (REPORT_TRAIN.learning_rate, REPORT_TRAIN.batch_size, REPORT_TRAIN.max_epochs) == (1e-4, 128, 200)
 
 
 def test_learning_rate_written_as_1e_minus_4_is_a_number(tmp_path: Path) -> None:
