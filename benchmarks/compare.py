@@ -10,9 +10,10 @@ Contenders:
   report   the report's model and recipe: LSTM(512) -> LSTM(256) -> RepeatVector -> LSTM(256) ->
            LSTM(96, sigmoid), Adam 1e-4, batch 128, early stopping with patience 10
   default  model.* and train.* of params.yaml, through lstm_ae.training.fit (what `dvc repro` trains):
-           the best trial of the README's tuning study, encoder LSTM(256), decoder LSTM(512), dense
-           head, Adam 0.00177 (until 2026-11-29 it was the report's architecture at Adam 1e-3; the
-           run of 2026-11-28 in benchmarks/results measured both, as `default` and `tuned`)
+           since 2026-11-29 the best trial of the README's tuning study made bidirectional,
+           encoder LSTM(256) (2 x 128), decoder LSTM(512) (2 x 256), dense head, Adam 0.00177.
+           Earlier defaults: the report's architecture at Adam 1e-3 (`default` in the run of
+           2026-11-28 in benchmarks/results), then the same tuned trial one-way (`tuned` there)
   pca      PCA with as many components as the default's latent size, fitted on the training images
 
 Each LSTM contender trains in a fresh process until its own max_epochs, early stopping, or

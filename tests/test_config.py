@@ -54,6 +54,8 @@ def test_real_params_give_the_tuned_model_with_the_reports_code_size_and_split()
     assert cfg.model.encoder_widths == (256,)
     assert cfg.model.decoder_widths == (512,)
     assert cfg.model.head == "dense"
+    assert cfg.model.bidirectional is True
+    assert cfg.train.schedule == "constant"
     assert cfg.model.latent_size == 256
     assert cfg.preprocess.val_fraction == 0.2
     assert cfg.seed == 42
@@ -90,6 +92,13 @@ MALFORMED = [
     bad("train.batch_size", "big", "valid integer", id="batch-string"),
     bad("train.batch_size", 0, "greater than 0", id="batch-zero"),
     bad("model.head", "conv", "'lstm' or 'dense'", id="head-unknown"),
+    bad("model.bidirectional", 1, "valid boolean", id="bidirectional-int"),
+    bad("model.bidirectional", "both", "valid boolean", id="bidirectional-word"),
+    bad("model.encoder_widths", [255], "model.encoder_widths must hold even widths (it has 255)", id="bidirectional-odd-width",
+        named="model.bidirectional"),
+    bad("model.decoder_widths", [512, 7], "model.decoder_widths must hold even widths (it has 7)",
+        id="bidirectional-odd-decoder-width", named="model.bidirectional"),
+    bad("train.schedule", "linear", "'constant' or 'cosine'", id="schedule-unknown"),
     bad("fetch.md5", "z" * 32, "32 hexadecimal", id="md5-not-hex"),
     bad("fetch.md5", "c58f30108f", "32 hexadecimal", id="md5-short"),
     bad("train.max_epochs", 0, "greater than 0", id="epochs-zero"),
@@ -119,6 +128,9 @@ MALFORMED = [
     bad("tune.search.learning_rate", {"low": 0, "high": 0.001}, "greater than 0", id="lr-range-zero", named="tune.search.learning_rate.low"),
     bad("tune.search.learning_rate", [0.001, 0.01], "valid dictionary", id="lr-range-list"),
     bad("tune.search.dropout", [0.1], "unknown key", id="search-unknown-param"),
+    bad("tune.search.bidirectional", ["yes", False], "valid boolean", id="choice-bidirectional", named="tune.search.bidirectional.0"),
+    bad("tune.search.decoder_width", [128, 129], "tune.search.decoder_width must hold even widths (it has 129)",
+        id="search-odd-width", named="tune.search.bidirectional"),
 ]
 
 
@@ -201,6 +213,7 @@ def test_the_reports_recipe_keeps_the_defaults_code_size() -> None:
     # The benchmarks compare the report's model with ours at equal code size.
     assert REPORT_MODEL.latent_size == load_config(PARAMS).model.latent_size == 256
     assert (REPORT_MODEL.encoder_widths, REPORT_MODEL.decoder_widths, REPORT_MODEL.head) == ((512, 256), (256,), "lstm")
+    assert REPORT_MODEL.bidirectional is False and REPORT_TRAIN.schedule == "constant"
     assert (REPORT_TRAIN.learning_rate, REPORT_TRAIN.batch_size, REPORT_TRAIN.max_epochs) == (1e-4, 128, 200)
 
 
@@ -235,6 +248,7 @@ def test_settings_are_frozen() -> None:
 def test_any_positive_rate_and_widths_validate(learning_rate: float, widths: list[int]) -> None:
     raw = mutated("train.learning_rate", learning_rate)
     raw["model"]["encoder_widths"] = widths
+    raw["model"]["bidirectional"] = False  # any width; bidirectional LSTMs need even ones (MALFORMED)
     cfg = parse_config(raw)
     assert cfg.train.learning_rate == learning_rate
     assert cfg.model.encoder_widths == tuple(widths)
@@ -323,3 +337,13 @@ def test_a_file_that_is_not_utf8_names_the_byte_and_line(tmp_path: Path) -> None
     path.write_bytes(PARAMS.read_bytes().replace(b"seed: 42", b"seed: 4\xe92", 1))
     with pytest.raises(ConfigError, match=r"not UTF-8 text: byte 0xe9 on line \d+; save it as UTF-8"):
         load_config(path)
+
+
+def test_params_from_before_bidirectional_and_schedule_keep_their_meaning() -> None:
+    # Keys added later default to the behaviour that params files written before them had.
+    raw = mutated("model.bidirectional", DELETE)
+    del raw["train"]["schedule"]
+    del raw["tune"]["search"]["bidirectional"]
+    cfg = parse_config(raw)
+    assert cfg.model.bidirectional is False and cfg.train.schedule == "constant"
+    assert cfg.tune.search.bidirectional == (False,)

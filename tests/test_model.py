@@ -78,3 +78,27 @@ def test_layers_follow_the_widths(encoder: Widths, decoder: Widths, head: str, n
     # Only the last encoder LSTM collapses the sequence into the latent vector.
     encoders = lstms(model)[: len(encoder)]
     assert [layer.return_sequences for layer in encoders] == [True] * (len(encoder) - 1) + [False]
+
+
+def test_bidirectional_halves_each_width_per_direction_and_keeps_the_latent_size() -> None:
+    model = build_autoencoder(ModelConfig(encoder_widths=(8, 4), decoder_widths=(6,), head="dense", bidirectional=True))
+    wrappers = [layer for layer in model.layers if isinstance(layer, keras.layers.Bidirectional)]
+    assert [w.name for w in wrappers] == ["encoder_lstm_1", "encoder_lstm_2", "decoder_lstm_1"]
+    assert [w.forward_layer.units for w in wrappers] == [4, 2, 3]
+    assert all(w.backward_layer.go_backwards and w.merge_mode == "concat" for w in wrappers)
+    # The code is both directions' final states, 2 + 2 = the configured 4 floats, and the only path.
+    repeat = model.get_layer("repeat_latent")
+    assert tuple(repeat.input.shape) == (None, 4)
+    assert repeat.input is model.get_layer("encoder_lstm_2").output
+    for layer in model.layers[1:]:
+        assert isinstance(layer.input, keras.KerasTensor), layer.name
+    assert model.output_shape == (None, 32, 96)
+
+
+def test_bidirectional_lstms_stay_cudnn_eligible() -> None:
+    model = build_autoencoder(ModelConfig(encoder_widths=(8,), decoder_widths=(8,), head="dense", bidirectional=True))
+    inner = [d for w in model.layers if isinstance(w, keras.layers.Bidirectional) for d in (w.forward_layer, w.backward_layer)]
+    assert len(inner) == 4
+    for layer in inner:
+        assert layer.activation is keras.activations.tanh and layer.recurrent_activation is keras.activations.sigmoid
+        assert layer.use_bias and not layer.unroll

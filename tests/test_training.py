@@ -9,7 +9,7 @@ import pytest
 from lstm_ae.config import ModelConfig, TrainConfig
 from lstm_ae.corruption import Corruption
 from lstm_ae.model import build_autoencoder
-from lstm_ae.training import NoisyBatches, TrainingDiverged, fit
+from lstm_ae.training import NoisyBatches, TrainingDiverged, fit, learning_rate
 
 TINY = ModelConfig(encoder_widths=(8, 4), decoder_widths=(4,), head="dense")
 
@@ -22,7 +22,7 @@ def gradients(n: int, seed: int) -> np.ndarray:
     return ((a * rows + b * features) / 2).astype(np.float32)
 
 
-def train_config(**changes: float) -> TrainConfig:
+def train_config(**changes: float | str) -> TrainConfig:
     settings = {"learning_rate": 0.01, "batch_size": 16, "max_epochs": 3, "patience": 10} | changes
     return TrainConfig(**settings)
 
@@ -137,3 +137,25 @@ def test_fit_scores_the_corrupted_validation_inputs_against_the_clean_images(mod
     else:
         np.testing.assert_array_equal(seen["x"], corruption.apply(x_train))
         assert seen["y"] is x_train
+
+
+def test_constant_schedule_is_the_plain_learning_rate() -> None:
+    assert learning_rate(train_config(learning_rate=0.002), steps_per_epoch=10) == 0.002
+
+
+def test_cosine_schedule_warms_up_to_the_rate_then_decays_to_zero_at_max_epochs() -> None:
+    cfg = train_config(learning_rate=0.002, max_epochs=10, schedule="cosine")
+    schedule = learning_rate(cfg, steps_per_epoch=10)  # 100 steps: 10 of warm-up, 90 of decay
+    rate = [float(schedule(step)) for step in range(101)]
+    assert rate[0] == pytest.approx(0.0002)
+    assert rate[10] == pytest.approx(0.002)
+    assert max(rate) == pytest.approx(0.002)
+    assert all(a <= b for a, b in zip(rate[:10], rate[1:11]))  # rising during warm-up
+    assert all(a >= b for a, b in zip(rate[10:], rate[11:]))  # falling after it
+    assert rate[55] == pytest.approx(0.001, rel=1e-3)  # halfway through the decay: half the rate
+    assert rate[100] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fit_with_the_cosine_schedule_learns(model: keras.Model) -> None:
+    history = fit(model, gradients(64, 0), gradients(16, 1), train_config(schedule="cosine"), verbose=0)
+    assert history["loss"][-1] < history["loss"][0]

@@ -27,6 +27,7 @@ PARAMS = {
     "learning_rate": 0.0012345,
     "batch_size": 128,
     "head": "dense",
+    "bidirectional": True,
 }
 
 
@@ -35,9 +36,15 @@ def test_a_trial_becomes_the_pipelines_model_and_train_configs() -> None:
     assert model.encoder_widths == (512, 256)
     assert model.latent_size == 256
     assert model.decoder_widths == (128, 128)
-    assert model.head == "dense"
+    assert model.head == "dense" and model.bidirectional is True
     assert (train.learning_rate, train.batch_size, train.max_epochs) == (0.0012345, 128, 3)
-    assert train.patience == CFG.train.patience
+    assert (train.patience, train.schedule) == (CFG.train.patience, CFG.train.schedule)
+
+
+def test_a_trial_from_before_the_bidirectional_choice_is_one_way() -> None:
+    old = {key: value for key, value in PARAMS.items() if key != "bidirectional"}
+    model, _ = tuning.configs_from_params(old, CFG.train)
+    assert model.bidirectional is False
 
 
 def test_no_hidden_encoder_layer_leaves_the_latent_lstm_alone() -> None:
@@ -53,6 +60,7 @@ def test_suggest_params_stays_inside_the_search_space() -> None:
         params = tuning.suggest_params(trial, space)
         assert params["latent_size"] in space.latent_size
         assert params["head"] in space.head
+        assert params["bidirectional"] in space.bidirectional
         assert space.learning_rate.low <= params["learning_rate"] <= space.learning_rate.high
         study.tell(trial, 0.0)
     distribution = study.trials[0].distributions["learning_rate"]
@@ -184,10 +192,12 @@ def test_best_trial_becomes_a_dvc_exp_run_line_that_parses_back() -> None:
     trial = create_trial(value=0.01, params=PARAMS, distributions={k: CategoricalDistribution([v]) for k, v in PARAMS.items()})
     overrides = tuning.best_overrides(trial, CFG.train)
     assert overrides == {
-        "model": {"encoder_widths": [512, 256], "decoder_widths": [128, 128], "head": "dense"},
+        "model": {"encoder_widths": [512, 256], "decoder_widths": [128, 128], "head": "dense", "bidirectional": True},
         "train": {"learning_rate": 0.001234, "batch_size": 128},
     }
-    words = shlex.split(tuning.exp_run_command(overrides))
+    line = tuning.exp_run_command(overrides)
+    assert "-S model.bidirectional=true" in line  # YAML's spelling, as in params.yaml
+    words = shlex.split(line)
     assert words[:3] == ["dvc", "exp", "run"]
     sets = dict(word.split("=", 1) for word in words[3:] if word != "-S")
     # DVC parses each -S value as YAML: the values must round-trip into a valid config.
@@ -197,6 +207,7 @@ def test_best_trial_becomes_a_dvc_exp_run_line_that_parses_back() -> None:
         raw[section][name] = yaml.safe_load(text)
     cfg = parse_config(raw)
     assert cfg.model.encoder_widths == (512, 256) and cfg.train.learning_rate == 0.001234
+    assert cfg.model.bidirectional is True
 
 
 def test_study_figures_and_importances_of_a_finished_study() -> None:

@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     Strict,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -88,10 +89,32 @@ class CorruptionConfig(_Section):
     noise_sigma: Annotated[Float, Field(gt=0, le=1)]  # denoise: additive Gaussian noise, pixels in [0, 1]
 
 
+def _check_even(bidirectional: bool, info: ValidationInfo, section: str, keys: tuple[str, ...]) -> None:
+    """A bidirectional LSTM splits its width between two directions, so every width must be even.
+
+    Runs on the ``bidirectional`` key, declared after the widths so they are already validated
+    (a width that failed its own check is absent and reported under its own name)."""
+    if bidirectional:
+        for key in keys:
+            odd = [w for w in info.data.get(key, ()) if w % 2]
+            if odd:
+                raise ValueError(f"true splits each LSTM's width between two directions, so {section}.{key} "
+                                 f"must hold even widths (it has {odd[0]})")
+
+
 class ModelConfig(_Section):
     encoder_widths: tuple[Width, ...] = Field(min_length=1)
     decoder_widths: tuple[Width, ...] = Field(min_length=1)
     head: Literal["lstm", "dense"]
+    # Every encoder and decoder LSTM reads both ways, half its width each way (the lstm head stays
+    # one-way). Off by default so older params files and the report's model keep their meaning.
+    bidirectional: Annotated[bool, Strict()] = False
+
+    @field_validator("bidirectional")
+    @classmethod
+    def _even_widths(cls, value: bool, info: ValidationInfo) -> bool:
+        _check_even(value, info, "model", ("encoder_widths", "decoder_widths"))
+        return value
 
     @property
     def latent_size(self) -> int:
@@ -104,6 +127,9 @@ class TrainConfig(_Section):
     batch_size: Annotated[Int, Field(gt=0, le=65536)]
     max_epochs: PositiveInt
     patience: PositiveInt
+    # constant: Adam at learning_rate throughout (the report). cosine: warm up from a tenth of it
+    # over the first tenth of max_epochs, then decay to zero at max_epochs (a fixed budget).
+    schedule: Literal["constant", "cosine"] = "constant"
 
 
 # The report's model and recipe, now that params.yaml's default is the tuned model: what the
@@ -156,6 +182,13 @@ class SearchSpace(_Section):
     learning_rate: LogRange
     batch_size: _choices_of(Annotated[Int, Field(gt=0, le=65536)])
     head: _choices_of(Literal["lstm", "dense"])
+    bidirectional: _choices_of(Annotated[bool, Strict()]) = (False,)
+
+    @field_validator("bidirectional")
+    @classmethod
+    def _even_widths(cls, value: tuple[bool, ...], info: ValidationInfo) -> tuple[bool, ...]:
+        _check_even(True in value, info, "tune.search", ("latent_size", "encoder_width", "decoder_width"))
+        return value
 
 
 class TuneConfig(_Section):
@@ -200,6 +233,8 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{key}: unknown key (check the spelling against the README's params table)"
     if error["type"] == "missing":
         return f"{key}: missing; add it"
+    if isinstance(error["input"], dict):  # a check across keys of a section: its message names them
+        return f"{key}: {message}"
     return f"{key}: {message} (got {error['input']!r})"
 
 

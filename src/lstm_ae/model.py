@@ -8,20 +8,30 @@ from lstm_ae.config import ModelConfig
 from lstm_ae.sequences import FEATURES, ROWS
 
 
+def _lstm(width: int, return_sequences: bool, name: str, bidirectional: bool) -> keras.layers.Layer:
+    """One LSTM of ``width`` outputs per step; bidirectional: two of half the width, one reading
+    the rows top-down and one bottom-up, outputs concatenated (so ``width`` keeps its meaning)."""
+    if not bidirectional:
+        return keras.layers.LSTM(width, return_sequences=return_sequences, name=name)
+    return keras.layers.Bidirectional(keras.layers.LSTM(width // 2, return_sequences=return_sequences), name=name)
+
+
 def build_autoencoder(cfg: ModelConfig) -> keras.Model:
     """Encoder LSTMs -> latent vector -> RepeatVector(32) -> decoder LSTMs -> 96 sigmoid features.
 
     The last encoder LSTM returns only its final state, so the latent vector (its width) is the
-    single path from input to output; nothing is carried around the bottleneck.
+    single path from input to output; nothing is carried around the bottleneck. A bidirectional
+    encoder ends in both directions' final states: the top rows are as recent to one of them as
+    the bottom rows are to the other, which a single top-down LSTM must carry across 32 steps.
     """
     inputs = keras.Input(shape=(ROWS, FEATURES), name="rows")
     x = inputs
     for i, width in enumerate(cfg.encoder_widths):
         last = i == len(cfg.encoder_widths) - 1
-        x = keras.layers.LSTM(width, return_sequences=not last, name=f"encoder_lstm_{i + 1}")(x)
+        x = _lstm(width, not last, f"encoder_lstm_{i + 1}", cfg.bidirectional)(x)
     x = keras.layers.RepeatVector(ROWS, name="repeat_latent")(x)
     for i, width in enumerate(cfg.decoder_widths):
-        x = keras.layers.LSTM(width, return_sequences=True, name=f"decoder_lstm_{i + 1}")(x)
+        x = _lstm(width, True, f"decoder_lstm_{i + 1}", cfg.bidirectional)(x)
     if cfg.head == "lstm":
         # The report's head. A sigmoid activation makes this LSTM ineligible for cuDNN on a GPU.
         outputs = keras.layers.LSTM(FEATURES, activation="sigmoid", return_sequences=True, name="output_lstm")(x)

@@ -22,9 +22,29 @@ class TrainingDiverged(UserError, RuntimeError):
     """The loss became NaN or infinite; the weights are unusable and must not be saved."""
 
 
-def compile_autoencoder(model: keras.Model, learning_rate: float) -> keras.Model:
+WARMUP_SHARE = 0.1  # cosine schedule: the share of all steps spent warming up
+
+
+def learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Adam's learning rate, fixed or per step.
+
+    cosine: warm up linearly from a tenth of ``cfg.learning_rate`` to it over the first tenth of
+    the ``max_epochs`` budget (large early steps on a fresh LSTM diverge more easily), then follow
+    a half cosine down to zero at the last step, so the budget's final epochs fine-tune. Early
+    stopping may end a run before the end of the schedule; it restores the best epoch either way.
+    """
+    if cfg.schedule == "constant":
+        return cfg.learning_rate
+    total = max(1, steps_per_epoch * cfg.max_epochs)
+    warmup = int(total * WARMUP_SHARE)
+    return keras.optimizers.schedules.CosineDecay(
+        cfg.learning_rate / 10, decay_steps=total - warmup, warmup_target=cfg.learning_rate, warmup_steps=warmup
+    )
+
+
+def compile_autoencoder(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> keras.Model:
     """Adam on mean squared error, the report's objective."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate(cfg, steps_per_epoch)), loss="mse")
     return model
 
 
@@ -79,7 +99,7 @@ def fit(
     the best epoch's weights, so the returned model is the best one seen, not the last. Side
     effects (tracking, pruning) come in through ``callbacks``.
     """
-    compile_autoencoder(model, cfg.learning_rate)
+    compile_autoencoder(model, cfg, steps_per_epoch=math.ceil(len(x_train) / cfg.batch_size))
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=cfg.patience, restore_best_weights=True
     )

@@ -56,6 +56,7 @@ def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
         ),
         "batch_size": trial.suggest_categorical("batch_size", space.batch_size),
         "head": trial.suggest_categorical("head", space.head),
+        "bidirectional": trial.suggest_categorical("bidirectional", space.bidirectional),
     }
 
 
@@ -67,6 +68,7 @@ def configs_from_params(
         encoder_widths=(params["encoder_width"],) * params["encoder_layers"] + (params["latent_size"],),
         decoder_widths=(params["decoder_width"],) * params["decoder_layers"],
         head=params["head"],
+        bidirectional=params.get("bidirectional", False),  # absent from trials of studies before it existed
     )
     update = {"learning_rate": params["learning_rate"], "batch_size": params["batch_size"]}
     if max_epochs is not None:
@@ -207,7 +209,8 @@ def best_overrides(trial: FrozenTrial, train: TrainConfig) -> dict[str, dict[str
     """The params.yaml values that the best trial stands for (epochs stay the pipeline's own)."""
     model, tuned = configs_from_params(trial.params, train)
     return {
-        "model": {"encoder_widths": list(model.encoder_widths), "decoder_widths": list(model.decoder_widths), "head": model.head},
+        "model": {"encoder_widths": list(model.encoder_widths), "decoder_widths": list(model.decoder_widths),
+                  "head": model.head, "bidirectional": model.bidirectional},
         "train": {"learning_rate": float(f"{tuned.learning_rate:.4g}"), "batch_size": tuned.batch_size},
     }
 
@@ -217,7 +220,10 @@ def exp_run_command(overrides: Mapping[str, Mapping[str, Any]]) -> str:
     sets = []
     for section, values in overrides.items():
         for key, value in values.items():
-            text = "[" + ",".join(str(v) for v in value) + "]" if isinstance(value, list) else str(value)
+            if isinstance(value, list):
+                text = "[" + ",".join(str(v) for v in value) + "]"
+            else:
+                text = str(value).lower() if isinstance(value, bool) else str(value)
             sets.append(f"-S {shlex.quote(f'{section}.{key}={text}')}")
     return "dvc exp run " + " ".join(sets)
 

@@ -36,6 +36,7 @@ def study_settings(cfg: Config, data_md5: str) -> dict:
         "tune.train_images": cfg.tune.train_images,
         "tune.val_images": cfg.tune.val_images,
         "train.patience": cfg.train.patience,
+        "train.schedule": cfg.train.schedule,
         "seed": cfg.seed,
         "task": cfg.task,
         "corruption": cfg.input_corruption.strength,
