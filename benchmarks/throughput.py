@@ -10,8 +10,12 @@ LSTM(96, sigmoid), Adam 1e-4, MSE):
   report        model.fit on float32 arrays, batch 128: the report's own script
   ours          lstm_ae.training.fit with the train stage's callbacks (early stopping,
                 TerminateOnNaN, per-epoch MLflow logging into a throw-away SQLite store)
+  report_b256   as report with batch 256 (fewer, larger steps: optimisation changes too)
   report_xla    as report, compiled with jit_compile=True (XLA)
-  report_xla_b256  as report_xla with batch 256 (fewer, larger steps: optimisation changes too)
+  report_xla_b256  as report_xla with batch 256
+  report_unroll as report with every LSTM unrolled (unroll=True: the 32 steps become straight-line
+                graph code instead of a while loop; same weights, same math)
+  report_unroll_b256  as report_unroll with batch 256
 
 Each variant trains --epochs epochs in its own process. The processes start together but take
 turns, one epoch at a time (variant 1 epoch 1, variant 2 epoch 1, ..., variant 1 epoch 2, ...):
@@ -38,13 +42,28 @@ from pathlib import Path
 
 from lstm_ae import atomic
 
-VARIANTS = ("report", "ours", "report_xla", "report_xla_b256")
+VARIANTS = ("report", "ours", "report_b256", "report_xla", "report_xla_b256", "report_unroll", "report_unroll_b256")
 TURN_TIMEOUT_S = 3600  # a variant that waits longer than this for its turn gives up
 
 
 def _ready_file(turn_file: Path, index: int) -> Path:
     """The file variant ``index`` creates once it is about to train (beside the turn file)."""
     return turn_file.parent / f"ready-{index}"
+
+
+def _unrolled(model):
+    """The same model, same weights, with every LSTM's loop unrolled."""
+    import keras
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.LSTM):
+            config["unroll"] = True
+        return layer.__class__.from_config(config)
+
+    unrolled = keras.models.clone_model(model, clone_function=clone)
+    unrolled.set_weights(model.get_weights())
+    return unrolled
 
 
 def _wait_for(turn_file: Path, turn: int) -> None:
@@ -75,6 +94,8 @@ def measure(variant: str, train_images: int, val_images: int, epochs: int, turn_
     x_train, x_val = scale(data.x_train[:train_images]), scale(data.x_val[:val_images])
     keras.utils.set_random_seed(42)
     model = build_autoencoder(REPORT_MODEL)
+    if "unroll" in variant:
+        model = _unrolled(model)
     batch = 256 if variant.endswith("b256") else 128
     times: list[float] = []
 
