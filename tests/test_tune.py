@@ -48,6 +48,7 @@ TINY_SEARCH = {
     "learning_rate": {"low": 0.001, "high": 0.01},
     "batch_size": [32],
     "head": ["lstm", "dense"],
+    "bidirectional": [False, True],
 }
 
 
