@@ -209,8 +209,7 @@ def best_overrides(trial: FrozenTrial, train: TrainConfig) -> dict[str, dict[str
     """The params.yaml values that the best trial stands for (epochs stay the pipeline's own)."""
     model, tuned = configs_from_params(trial.params, train)
     return {
-        "model": {"encoder_widths": list(model.encoder_widths), "decoder_widths": list(model.decoder_widths),
-                  "head": model.head, "bidirectional": model.bidirectional},
+        "model": model.model_dump(mode="json"),  # every model key, so none keeps the pipeline's value
         "train": {"learning_rate": float(f"{tuned.learning_rate:.4g}"), "batch_size": tuned.batch_size},
     }
 
