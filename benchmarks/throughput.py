@@ -18,9 +18,12 @@ LSTM(96, sigmoid), Adam 1e-4, MSE):
   report_unroll_b256  as report_unroll with batch 256
 
 Each variant trains --epochs epochs in its own process. The processes start together but take
-turns, one epoch at a time (variant 1 epoch 1, variant 2 epoch 1, ..., variant 1 epoch 2, ...):
-this machine's speed changes by up to 2x from one minute to the next (other tenants), and
-interleaving spreads those phases over every variant instead of whichever ran then. The first
+turns, one epoch at a time, in forward order in even rounds and reverse order in odd ones
+(A B, B A, A B, ...): this machine's speed changes by up to 2x from one minute to the next
+(other tenants), and interleaving spreads those phases over every variant instead of whichever
+ran then, while the alternating order keeps a steady drift from always favouring the same one.
+Besides wall time, each epoch's CPU time (user + system, all threads of the process) is recorded:
+it leaves out time the process waited for a CPU, so it shows whether a gap is work or waiting. The first
 epoch includes tracing and compilation and is reported apart. An epoch's time runs from its
 start to the end of the last epoch-end callback, so it holds the validation pass and, for
 `ours`, the MLflow logging. Samples per second = training images / median of the later epochs;
@@ -66,6 +69,11 @@ def _unrolled(model):
     return unrolled
 
 
+def _turn(epoch: int, index: int, count: int) -> int:
+    """The turn number of variant ``index``'s ``epoch``: forward order in even rounds, reverse in odd."""
+    return epoch * count + (index if epoch % 2 == 0 else count - 1 - index)
+
+
 def _wait_for(turn_file: Path, turn: int) -> None:
     """Block until ``turn_file`` holds ``turn`` (the main process writes 0 once every variant is ready)."""
     deadline = time.monotonic() + TURN_TIMEOUT_S
@@ -98,18 +106,20 @@ def measure(variant: str, train_images: int, val_images: int, epochs: int, turn_
         model = _unrolled(model)
     batch = 256 if variant.endswith("b256") else 128
     times: list[float] = []
+    cpu_times: list[float] = []
 
     class Turns(keras.callbacks.Callback):
         """Waits for this variant's turn before each epoch and hands the turn on after it; the
-        last callback, so its clock covers the others' epoch-end work."""
+        last callback, so its clocks cover the others' epoch-end work."""
 
         def on_epoch_begin(self, epoch, logs=None):
-            _wait_for(turn_file, epoch * count + index)
-            self.started = time.perf_counter()
+            _wait_for(turn_file, _turn(epoch, index, count))
+            self.started, self.cpu_started = time.perf_counter(), time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.started)
-            atomic.write_text(turn_file, str(epoch * count + index + 1))
+            cpu_times.append(time.process_time() - self.cpu_started)
+            atomic.write_text(turn_file, str(_turn(epoch, index, count) + 1))
 
     if variant == "ours":
         import mlflow
@@ -130,12 +140,19 @@ def measure(variant: str, train_images: int, val_images: int, epochs: int, turn_
                             callbacks=[Turns()], verbose=0)
         val_loss = history.history["val_loss"][-1]
     steady = float(np.median(times[1:])) if len(times) > 1 else float("nan")
+    steady_cpu = float(np.median(cpu_times[1:])) if len(cpu_times) > 1 else float("nan")
     return {
         "variant": variant, "batch_size": batch, "train_images": len(x_train), "val_images": len(x_val),
         "epoch_seconds": [round(t, 2) for t in times], "first_epoch_s": round(times[0], 2),
         "steady_epoch_s": round(steady, 2), "samples_per_s": round(len(x_train) / steady, 1),
+        "epoch_cpu_seconds": [round(t, 2) for t in cpu_times], "steady_epoch_cpu_s": round(steady_cpu, 2),
         "val_loss_last": val_loss,
     }
+
+
+def _ratio(base: list[float], variant: list[float]) -> float:
+    """Median over rounds (first epochs left out) of the report's epoch time over the variant's."""
+    return statistics.median(b / t for b, t in zip(base[1:], variant[1:]))
 
 
 def main() -> None:
@@ -188,14 +205,16 @@ def main() -> None:
         rows.append(json.loads(lines[0].removeprefix("RESULT ")))
         print(json.dumps(rows[-1]), flush=True)
     base = next((r for r in rows if r["variant"] == "report"), rows[0])
-    print("\n| variant | batch | first epoch | later epochs (median, min-max) | samples/s | vs report |")
-    print("|---|---|---|---|---|---|")
+    print("\n| variant | batch | first epoch | later epochs (median, min-max) | samples/s | vs report "
+          "| CPU s per later epoch | vs report (CPU) |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         later = row["epoch_seconds"][1:]
-        ratio = statistics.median(b / t for b, t in zip(base["epoch_seconds"][1:], later))
-        row["vs_report"] = round(ratio, 3)
+        row["vs_report"] = round(_ratio(base["epoch_seconds"], row["epoch_seconds"]), 3)
+        row["vs_report_cpu"] = round(_ratio(base["epoch_cpu_seconds"], row["epoch_cpu_seconds"]), 3)
         print(f"| {row['variant']} | {row['batch_size']} | {row['first_epoch_s']} s | {row['steady_epoch_s']} s "
-              f"({min(later)}-{max(later)}) | {row['samples_per_s']} | {ratio:.2f}x |")
+              f"({min(later)}-{max(later)}) | {row['samples_per_s']} | {row['vs_report']:.2f}x "
+              f"| {row['steady_epoch_cpu_s']} s | {row['vs_report_cpu']:.2f}x |")
     path = Path("benchmarks/out") / f"throughput-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     command = " ".join([Path(sys.executable).name, *sys.argv])

@@ -54,7 +54,7 @@ def test_real_params_give_the_tuned_model_with_the_reports_code_size_and_split()
     assert cfg.model.encoder_widths == (256,)
     assert cfg.model.decoder_widths == (512,)
     assert cfg.model.head == "dense"
-    assert cfg.model.bidirectional is True
+    assert cfg.model.bidirectional is True and cfg.model.row_index is True
     assert cfg.train.schedule == "constant"
     assert cfg.model.latent_size == 256
     assert cfg.preprocess.val_fraction == 0.2
@@ -98,6 +98,8 @@ MALFORMED = [
         named="model.bidirectional"),
     bad("model.decoder_widths", [512, 7], "model.decoder_widths must hold even widths (it has 7)",
         id="bidirectional-odd-decoder-width", named="model.bidirectional"),
+    bad("model.row_index", "yes", "valid boolean", id="row-index-word"),
+    bad("tune.search.row_index", [0, 1], "valid boolean", id="choice-row-index", named="tune.search.row_index.0"),
     bad("train.schedule", "linear", "'constant' or 'cosine'", id="schedule-unknown"),
     bad("fetch.md5", "z" * 32, "32 hexadecimal", id="md5-not-hex"),
     bad("fetch.md5", "c58f30108f", "32 hexadecimal", id="md5-short"),
@@ -213,7 +215,7 @@ def test_the_reports_recipe_keeps_the_defaults_code_size() -> None:
     # The benchmarks compare the report's model with ours at equal code size.
     assert REPORT_MODEL.latent_size == load_config(PARAMS).model.latent_size == 256
     assert (REPORT_MODEL.encoder_widths, REPORT_MODEL.decoder_widths, REPORT_MODEL.head) == ((512, 256), (256,), "lstm")
-    assert REPORT_MODEL.bidirectional is False and REPORT_TRAIN.schedule == "constant"
+    assert REPORT_MODEL.bidirectional is False and REPORT_MODEL.row_index is False and REPORT_TRAIN.schedule == "constant"
     assert (REPORT_TRAIN.learning_rate, REPORT_TRAIN.batch_size, REPORT_TRAIN.max_epochs) == (1e-4, 128, 200)
 
 
@@ -339,11 +341,13 @@ def test_a_file_that_is_not_utf8_names_the_byte_and_line(tmp_path: Path) -> None
         load_config(path)
 
 
-def test_params_from_before_bidirectional_and_schedule_keep_their_meaning() -> None:
+def test_params_from_before_bidirectional_row_index_and_schedule_keep_their_meaning() -> None:
     # Keys added later default to the behaviour that params files written before them had.
     raw = mutated("model.bidirectional", DELETE)
+    del raw["model"]["row_index"]
     del raw["train"]["schedule"]
     del raw["tune"]["search"]["bidirectional"]
+    del raw["tune"]["search"]["row_index"]
     cfg = parse_config(raw)
-    assert cfg.model.bidirectional is False and cfg.train.schedule == "constant"
-    assert cfg.tune.search.bidirectional == (False,)
+    assert cfg.model.bidirectional is False and cfg.model.row_index is False and cfg.train.schedule == "constant"
+    assert cfg.tune.search.bidirectional == (False,) and cfg.tune.search.row_index == (False,)

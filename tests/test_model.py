@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -102,3 +105,32 @@ def test_bidirectional_lstms_stay_cudnn_eligible() -> None:
     for layer in inner:
         assert layer.activation is keras.activations.tanh and layer.recurrent_activation is keras.activations.sigmoid
         assert layer.use_bias and not layer.unroll
+
+
+def test_row_index_gives_the_decoder_each_rows_index_and_nothing_from_the_image() -> None:
+    model = build_autoencoder(ModelConfig(encoder_widths=(4,), decoder_widths=(6,), head="dense", row_index=True))
+    repeat, rows = model.get_layer("repeat_latent"), model.get_layer("row_index")
+    assert rows.input is repeat.output and model.get_layer("decoder_lstm_1").input is rows.output
+    assert tuple(rows.output.shape) == (None, 32, 4 + 32)
+    # The code is still the only path: the appended features are the identity, whatever the image.
+    upto = keras.Model(model.input, rows.output)
+    images = np.random.default_rng(0).uniform(0, 1, (2, 32, 96)).astype(np.float32)
+    out = keras.ops.convert_to_numpy(upto(images))
+    assert np.array_equal(out[0, :, 4:], np.eye(32)) and np.array_equal(out[1, :, 4:], np.eye(32))
+    for layer in model.layers[1:]:
+        assert isinstance(layer.input, keras.KerasTensor), layer.name
+
+
+def test_a_saved_row_index_model_loads_in_safe_mode_in_a_fresh_process(tmp_path) -> None:
+    # The layer is the package's own: the evaluate stage (a new process) must find it by name.
+    model = build_autoencoder(ModelConfig(encoder_widths=(4,), decoder_widths=(4,), head="dense", bidirectional=True, row_index=True))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    images = np.random.default_rng(1).uniform(0, 1, (3, 32, 96)).astype(np.float32)
+    np.save(tmp_path / "images.npy", images)
+    script = ("import sys, numpy as np; from lstm_ae.stages.evaluate import load_model; "
+              "m = load_model(__import__('pathlib').Path(sys.argv[1])); "
+              "np.save(sys.argv[3], np.asarray(m(np.load(sys.argv[2]))))")
+    subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "images.npy"), str(tmp_path / "out.npy")],
+                   check=True, capture_output=True)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), keras.ops.convert_to_numpy(model(images)), rtol=1e-5, atol=1e-6)

@@ -302,7 +302,7 @@ def test_exp_run_with_a_restoration_task_retrains_and_reports_the_floor(pipeline
     assert columns == [
         "test_mse", "test_psnr", "test_ssim", "pca_test_mse", "input_test_mse", "input_test_psnr", "input_test_ssim",
         "seed", "task", "corruption.blur_sigma", "corruption.noise_sigma", "model.encoder_widths",
-        "model.decoder_widths", "model.head", "model.bidirectional", "train.learning_rate", "train.batch_size",
+        "model.decoder_widths", "model.head", "model.bidirectional", "model.row_index", "train.learning_rate", "train.batch_size",
         "train.max_epochs", "train.patience", "train.schedule",
     ]
 
@@ -322,7 +322,7 @@ def test_pipeline_on_a_real_cifar10_subset_from_the_mirror(tmp_path_factory: pyt
     # The report's architecture, set the way the README's "report's recipe" command sets it.
     sh(project, "dvc", "exp", "run", "-S", f"fetch.url={archive.as_uri()}", "-S", f"fetch.md5={md5(archive)}",
        "-S", "model.encoder_widths=[512,256]", "-S", "model.decoder_widths=[256]", "-S", "model.head=lstm",
-       "-S", "model.bidirectional=false",
+       "-S", "model.bidirectional=false", "-S", "model.row_index=false",
        "-S", "train.max_epochs=3")
     metrics = json.loads((project / "reports/metrics.json").read_text())
     eda = json.loads((project / "reports/eda/metrics.json").read_text())

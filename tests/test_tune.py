@@ -49,6 +49,7 @@ TINY_SEARCH = {
     "batch_size": [32],
     "head": ["lstm", "dense"],
     "bidirectional": [False, True],
+    "row_index": [False, True],
 }
 
 

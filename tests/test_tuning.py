@@ -28,6 +28,7 @@ PARAMS = {
     "batch_size": 128,
     "head": "dense",
     "bidirectional": True,
+    "row_index": True,
 }
 
 
@@ -36,15 +37,15 @@ def test_a_trial_becomes_the_pipelines_model_and_train_configs() -> None:
     assert model.encoder_widths == (512, 256)
     assert model.latent_size == 256
     assert model.decoder_widths == (128, 128)
-    assert model.head == "dense" and model.bidirectional is True
+    assert model.head == "dense" and model.bidirectional is True and model.row_index is True
     assert (train.learning_rate, train.batch_size, train.max_epochs) == (0.0012345, 128, 3)
     assert (train.patience, train.schedule) == (CFG.train.patience, CFG.train.schedule)
 
 
-def test_a_trial_from_before_the_bidirectional_choice_is_one_way() -> None:
-    old = {key: value for key, value in PARAMS.items() if key != "bidirectional"}
+def test_a_trial_from_before_the_bidirectional_and_row_index_choices_has_neither() -> None:
+    old = {key: value for key, value in PARAMS.items() if key not in ("bidirectional", "row_index")}
     model, _ = tuning.configs_from_params(old, CFG.train)
-    assert model.bidirectional is False
+    assert model.bidirectional is False and model.row_index is False
 
 
 def test_no_hidden_encoder_layer_leaves_the_latent_lstm_alone() -> None:
@@ -61,6 +62,7 @@ def test_suggest_params_stays_inside_the_search_space() -> None:
         assert params["latent_size"] in space.latent_size
         assert params["head"] in space.head
         assert params["bidirectional"] in space.bidirectional
+        assert params["row_index"] in space.row_index
         assert space.learning_rate.low <= params["learning_rate"] <= space.learning_rate.high
         study.tell(trial, 0.0)
     distribution = study.trials[0].distributions["learning_rate"]
@@ -192,11 +194,12 @@ def test_best_trial_becomes_a_dvc_exp_run_line_that_parses_back() -> None:
     trial = create_trial(value=0.01, params=PARAMS, distributions={k: CategoricalDistribution([v]) for k, v in PARAMS.items()})
     overrides = tuning.best_overrides(trial, CFG.train)
     assert overrides == {
-        "model": {"encoder_widths": [512, 256], "decoder_widths": [128, 128], "head": "dense", "bidirectional": True},
+        "model": {"encoder_widths": [512, 256], "decoder_widths": [128, 128], "head": "dense", "bidirectional": True,
+                  "row_index": True},
         "train": {"learning_rate": 0.001234, "batch_size": 128},
     }
     line = tuning.exp_run_command(overrides)
-    assert "-S model.bidirectional=true" in line  # YAML's spelling, as in params.yaml
+    assert "-S model.bidirectional=true" in line and "-S model.row_index=true" in line  # YAML's spelling
     words = shlex.split(line)
     assert words[:3] == ["dvc", "exp", "run"]
     sets = dict(word.split("=", 1) for word in words[3:] if word != "-S")
@@ -207,7 +210,7 @@ def test_best_trial_becomes_a_dvc_exp_run_line_that_parses_back() -> None:
         raw[section][name] = yaml.safe_load(text)
     cfg = parse_config(raw)
     assert cfg.model.encoder_widths == (512, 256) and cfg.train.learning_rate == 0.001234
-    assert cfg.model.bidirectional is True
+    assert cfg.model.bidirectional is True and cfg.model.row_index is True
 
 
 def test_study_figures_and_importances_of_a_finished_study() -> None:

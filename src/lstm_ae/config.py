@@ -115,6 +115,9 @@ class ModelConfig(_Section):
     def _even_widths(cls, value: bool, info: ValidationInfo) -> bool:
         _check_even(value, info, "model", ("encoder_widths", "decoder_widths"))
         return value
+    # The decoder reads each row's one-hot index beside the code (the same for every image, so
+    # nothing passes around the code). Off by default, as above.
+    row_index: Annotated[bool, Strict()] = False
 
     @property
     def latent_size(self) -> int:
@@ -189,6 +192,7 @@ class SearchSpace(_Section):
     def _even_widths(cls, value: tuple[bool, ...], info: ValidationInfo) -> tuple[bool, ...]:
         _check_even(True in value, info, "tune.search", ("latent_size", "encoder_width", "decoder_width"))
         return value
+    row_index: _choices_of(Annotated[bool, Strict()]) = (False,)
 
 
 class TuneConfig(_Section):

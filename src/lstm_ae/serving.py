@@ -24,6 +24,8 @@ class ReconstructionModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         import keras
 
+        from lstm_ae import model as _model  # noqa: F401 - registers the model's own layers for load_model
+
         self.model = keras.models.load_model(context.artifacts["keras_model"], compile=False, safe_mode=True)
 
     def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 - untyped on purpose

@@ -57,6 +57,7 @@ def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
         "batch_size": trial.suggest_categorical("batch_size", space.batch_size),
         "head": trial.suggest_categorical("head", space.head),
         "bidirectional": trial.suggest_categorical("bidirectional", space.bidirectional),
+        "row_index": trial.suggest_categorical("row_index", space.row_index),
     }
 
 
@@ -68,7 +69,9 @@ def configs_from_params(
         encoder_widths=(params["encoder_width"],) * params["encoder_layers"] + (params["latent_size"],),
         decoder_widths=(params["decoder_width"],) * params["decoder_layers"],
         head=params["head"],
-        bidirectional=params.get("bidirectional", False),  # absent from trials of studies before it existed
+        # Absent from the trials of studies that began before these choices existed.
+        bidirectional=params.get("bidirectional", False),
+        row_index=params.get("row_index", False),
     )
     update = {"learning_rate": params["learning_rate"], "batch_size": params["batch_size"]}
     if max_epochs is not None:

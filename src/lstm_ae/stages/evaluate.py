@@ -11,6 +11,7 @@ import mlflow
 import numpy as np
 
 from lstm_ae import figures, metrics, tracking
+from lstm_ae import model as _model  # noqa: F401 - registers the model's own layers for load_model
 from lstm_ae.atomic import atomic_dir, write_text
 from lstm_ae.baselines import pca_reconstruct
 from lstm_ae.config import Config
