@@ -4,6 +4,7 @@ PCA at the same code size, on the same images, in one go.
 Run in the project root after `dvc repro preprocess` (the full data set), e.g.
 
     python benchmarks/compare.py --minutes 30                 # every contender, 30 min of training each
+    python benchmarks/compare.py --minutes 30 --max-epochs 200  # ... each using all 30 min (goal 2)
     python benchmarks/compare.py --minutes 2 --train-images 2000 --val-images 500 --test-images 500
 
 Contenders:
@@ -11,7 +12,8 @@ Contenders:
            LSTM(96, sigmoid), Adam 1e-4, batch 128, early stopping with patience 10
   default  model.* and train.* of params.yaml, through lstm_ae.training.fit (what `dvc repro` trains):
            since 2026-11-29 the best trial of the README's tuning study made bidirectional,
-           encoder LSTM(256) (2 x 128), decoder LSTM(512) (2 x 256), dense head, Adam 0.00177.
+           encoder LSTM(256) (2 x 128), decoder LSTM(512) (2 x 256), dense head, Adam 0.00177,
+           and (later that day) with the one-hot row index beside the code (model.row_index).
            Earlier defaults: the report's architecture at Adam 1e-3 (`default` in the run of
            2026-11-28 in benchmarks/results), then the same tuned trial one-way (`tuned` there)
   pca      PCA with as many components as the default's latent size, fitted on the training images
@@ -81,6 +83,8 @@ def measure_lstm(name: str, args: argparse.Namespace) -> dict:
         model_cfg, train_cfg = REPORT_MODEL, REPORT_TRAIN
     else:
         model_cfg, train_cfg = cfg.model, cfg.train
+    if args.max_epochs is not None:
+        train_cfg = train_cfg.model_copy(update={"max_epochs": args.max_epochs})
     x_train, x_val, x_test = _data(args.train_images, args.val_images, args.test_images)
     keras.utils.set_random_seed(cfg.seed)
     model = build_autoencoder(model_cfg)
@@ -158,6 +162,8 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=40_000)
     parser.add_argument("--val-images", type=int, default=10_000)
     parser.add_argument("--test-images", type=int, default=10_000)
+    parser.add_argument("--max-epochs", type=int, help="every LSTM contender's epoch limit (default: its own), "
+                        "e.g. 200 to let the default recipe use the whole --minutes budget")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one contender in this process
     args = parser.parse_args()
     if args.one:
@@ -166,7 +172,8 @@ def main() -> None:
         return
     meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "cpus": os.cpu_count(),
             "date": time.strftime("%Y-%m-%d %H:%M"), "train_images": args.train_images,
-            "val_images": args.val_images, "test_images": args.test_images, "minutes": args.minutes}
+            "val_images": args.val_images, "test_images": args.test_images, "minutes": args.minutes,
+            "max_epochs": args.max_epochs}
     path = Path("benchmarks/out") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []

@@ -1,4 +1,4 @@
-"""Quiet imports: TensorFlow's C++ banner is muted, Python errors are not."""
+"""Quiet imports: TensorFlow's C++ banner is muted, Python errors are not; signals are never lost."""
 
 from __future__ import annotations
 
@@ -29,3 +29,42 @@ def test_a_failing_import_still_raises(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ImportError, match="missing piece"):
         import_quietly("broken_module_for_test")
+
+
+FINALISER_SCRIPT = """
+import sys, time
+from lstm_ae.errors import Terminated
+from lstm_ae.startup import handle_signals
+if sys.argv[1] == "handled":
+    handle_signals()
+
+class Finaliser:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def __del__(self):  # where a signal's exception lands when it arrives during garbage collection
+        raise self.exc
+
+for exc in (KeyboardInterrupt(), Terminated()):
+    try:
+        Finaliser(exc)  # dropped at once: its __del__ raises where nothing can catch it
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            pass
+        print("lost")
+    except KeyboardInterrupt as caught:
+        print(type(caught).__name__, caught is exc, getattr(caught, "signum", 2))
+"""
+
+
+@pytest.mark.parametrize("mode", ["handled", "python-default"])
+def test_an_interrupt_raised_in_a_finaliser_is_raised_again_not_lost(mode: str) -> None:
+    result = subprocess.run([sys.executable, "-c", FINALISER_SCRIPT, mode], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    if mode == "handled":
+        # The same exception, SIGTERM's exit code kept, and no "Exception ignored" traceback.
+        assert result.stdout == "KeyboardInterrupt True 2\nTerminated True 15\n"
+        assert result.stderr == ""
+    else:  # what handle_signals prevents: Python drops the interrupt and prints a traceback
+        assert result.stdout == "lost\nlost\n"
+        assert "Exception ignored" in result.stderr and "Traceback" in result.stderr

@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.quiet)
     from lstm_ae.config import ConfigError
     from lstm_ae.errors import UserError
-    from lstm_ae.startup import raise_on_sigterm
+    from lstm_ae.startup import handle_signals
 
-    raise_on_sigterm()
+    handle_signals()
     started = time.perf_counter()
     try:
         if args.stage in TOOLS:

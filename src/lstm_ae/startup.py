@@ -1,4 +1,5 @@
-"""Process start-up: import the TensorFlow-backed modules without TensorFlow's C++ banner.
+"""Process start-up: import the TensorFlow-backed modules without TensorFlow's C++ banner, and
+turn signals into exceptions that every exit path handles.
 
 TensorFlow 2.21 prints two C++ log lines on import (oneDNN and absl notes) that
 TF_CPP_MIN_LOG_LEVEL no longer silences; in a study they would repeat for every trial
@@ -8,12 +9,17 @@ still raises its Python error.
 
 from __future__ import annotations
 
+import _thread
 import importlib
 import os
 import signal
 import sys
+import threading
 from types import ModuleType
 from typing import Any
+
+
+REDELIVER_AFTER_S = 0.01  # handle_signals: time for the unraisable hook to return first
 
 
 def import_quietly(name: str) -> ModuleType:
@@ -42,6 +48,36 @@ def raise_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, terminate)
 
 
+def handle_signals() -> None:
+    """SIGTERM raises :class:`~lstm_ae.errors.Terminated`, and no Ctrl-C or SIGTERM is lost.
+
+    A signal's exception raised while Python runs a finaliser or a weakref callback (the garbage
+    collector runs them at any moment) cannot propagate from there: Python prints "Exception
+    ignored in ..." with a traceback and carries on as if no signal had come, so the run would
+    go on. The unraisable hook keeps such an interrupt and has it raised again, quietly, in the
+    main thread: a moment later another thread calls ``interrupt_main``, which runs the SIGINT
+    handler below, and the handler raises the kept exception. (Called from the hook itself, the
+    handler would run inside the hook, where its exception is dropped again.)
+    """
+    raise_on_sigterm()
+    dropped: list[KeyboardInterrupt] = []
+
+    def on_sigint(signum: int, frame: object) -> None:
+        raise dropped.pop() if dropped else KeyboardInterrupt()
+
+    def unraisable_hook(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            sys.__unraisablehook__(unraisable)
+            return
+        dropped.append(unraisable.exc_value)
+        timer = threading.Timer(REDELIVER_AFTER_S, _thread.interrupt_main)
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    sys.unraisablehook = unraisable_hook
+
+
 def tune_worker(*args: Any) -> None:
     """Target of a spawned tuning process: this module is light, so the pickled call imports no
     TensorFlow until import_quietly does.
@@ -49,7 +85,7 @@ def tune_worker(*args: Any) -> None:
     On Ctrl-C or SIGTERM Optuna has already recorded the running trial as failed; exit with the
     shell's code for the signal instead of a traceback per worker.
     """
-    raise_on_sigterm()
+    handle_signals()
     try:
         import_quietly("lstm_ae.trials").work(*args)
     except KeyboardInterrupt as exc:
