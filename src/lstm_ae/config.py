@@ -109,15 +109,15 @@ class ModelConfig(_Section):
     # Every encoder and decoder LSTM reads both ways, half its width each way (the lstm head stays
     # one-way). Off by default so older params files and the report's model keep their meaning.
     bidirectional: Annotated[bool, Strict()] = False
+    # The decoder reads each row's one-hot index beside the code (the same for every image, so
+    # nothing passes around the code). Off by default, as above.
+    row_index: Annotated[bool, Strict()] = False
 
     @field_validator("bidirectional")
     @classmethod
     def _even_widths(cls, value: bool, info: ValidationInfo) -> bool:
         _check_even(value, info, "model", ("encoder_widths", "decoder_widths"))
         return value
-    # The decoder reads each row's one-hot index beside the code (the same for every image, so
-    # nothing passes around the code). Off by default, as above.
-    row_index: Annotated[bool, Strict()] = False
 
     @property
     def latent_size(self) -> int:
@@ -186,13 +186,13 @@ class SearchSpace(_Section):
     batch_size: _choices_of(Annotated[Int, Field(gt=0, le=65536)])
     head: _choices_of(Literal["lstm", "dense"])
     bidirectional: _choices_of(Annotated[bool, Strict()]) = (False,)
+    row_index: _choices_of(Annotated[bool, Strict()]) = (False,)
 
     @field_validator("bidirectional")
     @classmethod
     def _even_widths(cls, value: tuple[bool, ...], info: ValidationInfo) -> tuple[bool, ...]:
         _check_even(True in value, info, "tune.search", ("latent_size", "encoder_width", "decoder_width"))
         return value
-    row_index: _choices_of(Annotated[bool, Strict()]) = (False,)
 
 
 class TuneConfig(_Section):
