@@ -1,4 +1,5 @@
-"""Quiet imports: TensorFlow's C++ banner is muted, Python errors are not; signals are never lost."""
+"""Quiet imports: TensorFlow's C++ banner is muted, Python errors are not; signals are never lost, and
+wait for a safe point where asked to."""
 
 from __future__ import annotations
 
@@ -68,3 +69,72 @@ def test_an_interrupt_raised_in_a_finaliser_is_raised_again_not_lost(mode: str) 
     else:  # what handle_signals prevents: Python drops the interrupt and prints a traceback
         assert result.stdout == "lost\nlost\n"
         assert "Exception ignored" in result.stderr and "Traceback" in result.stderr
+
+
+DEFERRAL_SCRIPT = """
+import signal, time
+from lstm_ae.startup import deferred_interrupts, handle_signals, raise_pending
+handle_signals()
+with deferred_interrupts():
+    signal.raise_signal(signal.SIGINT)  # Python runs the handler before this call returns
+    print("kept")
+    signal.raise_signal(signal.SIGINT)  # a second Ctrl-C while one is kept: still one interrupt
+    try:
+        raise_pending()
+    except KeyboardInterrupt:
+        print("raised at the safe point")
+    raise_pending()
+    print("and only there")
+try:
+    with deferred_interrupts():
+        signal.raise_signal(signal.SIGTERM)
+        print("kept to the end")
+except KeyboardInterrupt as exc:
+    print("raised on the way out", type(exc).__name__)
+try:
+    signal.raise_signal(signal.SIGINT)
+    print("not raised")
+except KeyboardInterrupt:
+    print("raised at once outside")
+"""
+
+
+def test_inside_deferred_interrupts_a_signal_waits_for_a_safe_point_or_the_end() -> None:
+    result = subprocess.run([sys.executable, "-c", DEFERRAL_SCRIPT], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "kept", "raised at the safe point", "and only there", "kept to the end",
+        "raised on the way out Terminated", "raised at once outside",
+    ]
+
+
+NO_SECOND_DELIVERY_SCRIPT = """
+import time
+from lstm_ae.startup import handle_signals, raise_pending
+handle_signals()
+
+class Finaliser:
+    def __del__(self):
+        raise KeyboardInterrupt()
+
+try:
+    Finaliser()  # kept by the unraisable hook, which asks for it to be raised again shortly
+    raise_pending()  # but a safe point comes first
+except KeyboardInterrupt:
+    print("raised at the safe point")
+try:
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        pass
+    print("not raised again")
+except KeyboardInterrupt:
+    print("raised twice")
+"""
+
+
+def test_an_interrupt_kept_from_a_finaliser_is_raised_once_even_when_a_safe_point_comes_first() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", NO_SECOND_DELIVERY_SCRIPT], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["raised at the safe point", "not raised again"]

@@ -82,9 +82,11 @@ def test_an_interrupt_during_training_ends_the_run_killed_and_keeps_the_previous
     kept = previous_outputs(project)
     # SIGINT's default restored: a test runner started in the background ignores it, and so
     # would the child, which then never sees KeyboardInterrupt.
+    # PYTHONFAULTHANDLER: should the child hang, SIGABRT makes it print every thread's stack.
     process = subprocess.Popen(
-        [sys.executable, "-m", "lstm_ae", "train"], cwd=project, env=cli_env(), stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        [sys.executable, "-m", "lstm_ae", "train"], cwd=project, env={**cli_env(), "PYTHONFAULTHANDLER": "1"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
@@ -96,7 +98,12 @@ def test_an_interrupt_during_training_ends_the_run_killed_and_keeps_the_previous
             time.sleep(0.3)
         assert process.poll() is None, "training ended before the signal"
         process.send_signal(signum)
-        _, stderr = process.communicate(timeout=120)
+        try:
+            _, stderr = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            stacks = process.communicate(timeout=30)[1]
+            pytest.fail(f"still running 120 s after the signal; its stacks:\n{stacks}")
     finally:
         if process.poll() is None:
             process.kill()

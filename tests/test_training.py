@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+from collections.abc import Iterator
+
 import keras
 import numpy as np
 import pytest
 
 from lstm_ae.config import ModelConfig, TrainConfig
 from lstm_ae.corruption import Corruption
+from lstm_ae.errors import Terminated
 from lstm_ae.model import build_autoencoder
+from lstm_ae.startup import handle_signals
 from lstm_ae.training import NoisyBatches, TrainingDiverged, fit, learning_rate
 
 TINY = ModelConfig(encoder_widths=(8, 4), decoder_widths=(4,), head="dense")
@@ -52,6 +58,58 @@ def test_loss_decreases_and_callbacks_run_each_epoch(model: keras.Model) -> None
     assert all(isinstance(v, float) for v in history["loss"])
     assert recorder.epochs == [0, 1, 2]
     assert all({"loss", "val_loss"} <= keys for keys in recorder.logged)
+
+
+class SignalDuringLogging(keras.callbacks.Callback):
+    """At the end of epoch 0 a signal arrives, then the epoch's logging goes on (where MLflow would
+    be midway through writing the run's metrics)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__()
+        self.signum = signum
+        self.logging_finished = False
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        signal.raise_signal(self.signum)  # Python runs the handler before this call returns
+        self.logging_finished = True
+
+
+@pytest.fixture
+def restore_signal_handling() -> Iterator[None]:
+    """Whatever a test installs, this process's handlers and unraisable hook are put back after."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    hook = sys.unraisablehook
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+    sys.unraisablehook = hook
+
+
+@pytest.mark.parametrize(
+    ("signum", "raised"),
+    [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_a_signal_during_an_epochs_logging_is_raised_before_the_next_step_not_inside_it(
+    model: keras.Model, restore_signal_handling: None, signum: int, raised: type
+) -> None:
+    handle_signals()  # as the CLI does
+    signaller, recorder = SignalDuringLogging(signum), EpochRecorder()
+    with pytest.raises(raised):
+        fit(model, gradients(64, 0), gradients(16, 1), train_config(), callbacks=[signaller, recorder], verbose=0)
+    # Epoch 0's callbacks all ran to the end; epoch 1 never began.
+    assert signaller.logging_finished and recorder.epochs == [0]
+
+
+def test_without_our_handling_the_signal_cuts_the_logging_short(
+    model: keras.Model, restore_signal_handling: None
+) -> None:
+    """The control case: Python's own handler raises inside the callback, wherever it is."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signaller, recorder = SignalDuringLogging(signal.SIGINT), EpochRecorder()
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, gradients(64, 0), gradients(16, 1), train_config(), callbacks=[signaller, recorder], verbose=0)
+    assert not signaller.logging_finished and recorder.epochs == []
 
 
 class Sabotage(keras.callbacks.Callback):

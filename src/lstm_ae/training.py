@@ -14,12 +14,30 @@ import numpy as np
 from lstm_ae.config import TrainConfig
 from lstm_ae.corruption import Corruption
 from lstm_ae.errors import UserError
+from lstm_ae.startup import deferred_interrupts, raise_pending
 
 IDENTITY = Corruption("reconstruct")
 
 
 class TrainingDiverged(UserError, RuntimeError):
     """The loss became NaN or infinite; the weights are unusable and must not be saved."""
+
+
+class InterruptBetweenSteps(keras.callbacks.Callback):
+    """Raises a Ctrl-C or SIGTERM kept by :func:`~lstm_ae.startup.deferred_interrupts` before
+    each epoch and each training or validation step: there no library is midway through
+    anything, unlike in the MLflow logging at an epoch's end. A step is well under a second, so
+    the wait is not felt. (Batch *begin* hooks: a batch *end* hook would make Keras fetch every
+    step's loss from the device.)"""
+
+    def on_epoch_begin(self, epoch: int, logs: object = None) -> None:
+        raise_pending()
+
+    def on_train_batch_begin(self, batch: int, logs: object = None) -> None:
+        raise_pending()
+
+    def on_test_batch_begin(self, batch: int, logs: object = None) -> None:
+        raise_pending()
 
 
 WARMUP_SHARE = 0.1  # cosine schedule: the share of all steps spent warming up
@@ -97,7 +115,8 @@ def fit(
     The validation inputs are corrupted once, with a fixed seed, so every run and every tuning
     trial is scored on the same inputs. Early stopping watches the validation loss and restores
     the best epoch's weights, so the returned model is the best one seen, not the last. Side
-    effects (tracking, pruning) come in through ``callbacks``.
+    effects (tracking, pruning) come in through ``callbacks``. A Ctrl-C or SIGTERM during the
+    fit is raised between two steps (see :class:`InterruptBetweenSteps`).
     """
     compile_autoencoder(model, cfg, steps_per_epoch=math.ceil(len(x_train) / cfg.batch_size))
     early_stopping = keras.callbacks.EarlyStopping(
@@ -107,14 +126,15 @@ def fit(
         train_data = {"x": NoisyBatches(x_train, corruption, cfg.batch_size, seed)}
     else:  # identity or blur: one fixed input array, the fastest path through Keras
         train_data = {"x": corruption.apply(x_train), "y": x_train, "batch_size": cfg.batch_size, "shuffle": True}
-    history = model.fit(
-        **train_data,
-        validation_data=(corruption.fixed(x_val, seed, "val"), x_val),
-        validation_batch_size=cfg.batch_size,
-        epochs=cfg.max_epochs,
-        callbacks=[keras.callbacks.TerminateOnNaN(), early_stopping, *callbacks],
-        verbose=keras_verbosity() if verbose is None else verbose,
-    )
+    with deferred_interrupts():
+        history = model.fit(
+            **train_data,
+            validation_data=(corruption.fixed(x_val, seed, "val"), x_val),
+            validation_batch_size=cfg.batch_size,
+            epochs=cfg.max_epochs,
+            callbacks=[InterruptBetweenSteps(), keras.callbacks.TerminateOnNaN(), early_stopping, *callbacks],
+            verbose=keras_verbosity() if verbose is None else verbose,
+        )
     losses = history.history.get("loss", [])
     if not losses or not all(math.isfinite(v) for v in losses + history.history.get("val_loss", [])):
         raise TrainingDiverged(
