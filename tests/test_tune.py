@@ -260,7 +260,7 @@ def test_an_interrupt_keeps_finished_trials_and_the_same_command_continues(
     assert "KILLED" in {r.info.status for r in children}
     assert "RUNNING" not in {r.info.status for r in children}
 
-    tune_cli(project, "--n-trials", "4")
+    tune_cli(project, "--workers", "2")  # the same command as before the interrupt
     assert tuning.finished_trials(load_study(project)) == 4
 
 
@@ -509,11 +509,13 @@ def postgres_url() -> Iterator[str]:
 
 @slow
 def test_four_workers_on_postgresql_record_every_trial_once(tmp_path: Path, postgres_url: str) -> None:
-    project = make_project(tmp_path, n_trials=8, workers=4, storage=postgres_url, study_name="pg")
+    """Four trial processes writing to one PostgreSQL study at once (the journal-storage study
+    above covers a slot taking a second trial)."""
+    project = make_project(tmp_path, n_trials=4, workers=4, storage=postgres_url, study_name="pg")
     result = tune_cli(project)
     assert "database is locked" not in result.stderr and "Traceback" not in result.stderr
     study = load_study(project, "pg", postgres_url)
-    assert len(study.trials) == 8
+    assert len(study.trials) == 4
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     parents, children = split_runs(mlflow_runs(project))
     assert len(parents) == 1
