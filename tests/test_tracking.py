@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -104,6 +105,26 @@ def test_resume_or_start_reopens_a_known_run_and_replaces_an_unknown_one() -> No
         assert fresh.info.run_id != first.info.run_id
         assert fresh.info.run_name == "fresh"
     assert mlflow.get_run(fresh.info.run_id).info.status == "FINISHED"
+
+
+def test_the_epoch_logger_logs_losses_and_wall_and_cpu_time_for_each_epoch() -> None:
+    tracking.use_project_store("unit-test")
+    logger = tracking.EpochLogger()
+    with mlflow.start_run() as run:
+        for epoch in range(2):
+            logger.on_epoch_begin(epoch)
+            cpu_started = time.process_time()
+            while time.process_time() - cpu_started < 0.05:  # work
+                pass
+            time.sleep(0.2)  # waiting: wall time only
+            logger.on_epoch_end(epoch, {"loss": 0.5 - epoch / 10, "val_loss": 0.4})
+    client = mlflow.MlflowClient()
+    history = {key: client.get_metric_history(run.info.run_id, key) for key in
+               ("train_loss", "val_loss", "epoch_seconds", "epoch_cpu_seconds")}
+    assert all(sorted(m.step for m in metrics) == [1, 2] for metrics in history.values())
+    assert [m.value for m in sorted(history["train_loss"], key=lambda m: m.step)] == pytest.approx([0.5, 0.4])
+    for wall, cpu in zip(history["epoch_seconds"], history["epoch_cpu_seconds"]):
+        assert wall.value >= 0.25 and 0.05 <= cpu.value < wall.value - 0.1
 
 
 def write_runs(uri: str, experiment_id: str, runs: int, steps: int) -> list[str]:
