@@ -96,7 +96,8 @@ def test_an_interrupt_during_training_ends_the_run_killed_and_keeps_the_previous
             if run and len(client.get_metric_history(run.info.run_id, "val_loss")) >= 3:
                 break
             time.sleep(0.3)
-        assert process.poll() is None, "training ended before the signal"
+        if process.poll() is not None:
+            pytest.fail(f"training ended (exit {process.returncode}) before the signal:\n{process.communicate()[1]}")
         process.send_signal(signum)
         try:
             _, stderr = process.communicate(timeout=120)
