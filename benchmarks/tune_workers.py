@@ -1,15 +1,18 @@
-"""Several workers on one study under load: trial count, failures, duplicates, wall time.
+"""Several workers on one study under load: trial count, failures, duplicates, wall time, memory.
 
 Run in the project root after `dvc repro preprocess` (the full data set), e.g.
 
     python benchmarks/tune_workers.py --workers 4 --n-trials 12
+    python benchmarks/tune_workers.py --workers 1 --trials-per-process 1 6 --n-trials 6
     python benchmarks/tune_workers.py --workers 4 --n-trials 12 --storage postgresql+psycopg2://user@/optuna?host=/run/pg
 
 Each study runs `lstm-ae tune` with a copy of params.yaml whose trials are short (tune.max_epochs
 and tune.train_images below), into a fresh study (its own journal file under benchmarks/out/
 unless --storage is given) and the project's MLflow store. Afterwards it checks both stores:
 trials by state, trial numbers that repeat, trials without exactly one MLflow child run, and
-"database is locked" in the command's output. Prints one JSON line per study.
+"database is locked" in the command's output, and each trial's resident memory at its end (in
+trial order: with several trials per process it shows what a process keeps from trial to trial).
+Prints one JSON line per study.
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ import yaml
 from lstm_ae import tracking, tuning
 
 
-def run_study(params: Path, name: str, storage: str, workers: int, n_trials: int) -> tuple[float, str]:
+def run_study(params: Path, name: str, storage: str, workers: int, per_process: int, n_trials: int) -> tuple[float, str]:
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "lstm_ae", "tune", "--params", str(params), "--study-name", name,
-         "--storage", storage, "--workers", str(workers), "--n-trials", str(n_trials)],
+         "--storage", storage, "--workers", str(workers), "--trials-per-process", str(per_process),
+         "--n-trials", str(n_trials)],
         capture_output=True, text=True,
     )
     seconds = time.perf_counter() - started
@@ -42,7 +46,7 @@ def run_study(params: Path, name: str, storage: str, workers: int, n_trials: int
     return seconds, result.stderr
 
 
-def check(name: str, storage: str, seconds: float, log: str, workers: int) -> dict:
+def check(name: str, storage: str, seconds: float, log: str, workers: int, per_process: int) -> dict:
     study = optuna.load_study(study_name=name, storage=tuning.open_storage(storage, Path.cwd()))
     states = Counter(t.state.name for t in study.trials)
     numbers = Counter(t.number for t in study.trials)
@@ -53,10 +57,13 @@ def check(name: str, storage: str, seconds: float, log: str, workers: int) -> di
         max_results=10_000,
     )
     runs_per_trial = Counter(int(r.data.tags["optuna.trial_number"]) for r in children)
+    by_trial = sorted(children, key=lambda r: int(r.data.tags["optuna.trial_number"]))
     return {
         "study": name,
         "storage": tuning.redact(storage),
         "workers": workers,
+        "trials_per_process": per_process,
+        "processes": len({t.user_attrs.get("worker") for t in study.trials}),
         "trials": len(study.trials),
         "states": dict(states),
         "repeated_trial_numbers": [n for n, c in numbers.items() if c > 1],
@@ -65,12 +72,14 @@ def check(name: str, storage: str, seconds: float, log: str, workers: int) -> di
         "database_is_locked_lines": log.count("database is locked"),
         "wall_s": round(seconds, 1),
         "trial_seconds_sum": round(sum((t.duration.total_seconds() for t in study.trials if t.duration)), 1),
+        "rss_mib_by_trial": [round(r.data.metrics.get("rss_mib", float("nan"))) for r in by_trial],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[4])
+    parser.add_argument("--trials-per-process", type=int, nargs="+", default=[1])
     parser.add_argument("--n-trials", type=int, default=12)
     parser.add_argument("--storage", help="an Optuna storage URL (default: a new journal file per study)")
     parser.add_argument("--max-epochs", type=int, default=1)
@@ -86,11 +95,12 @@ def main() -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rows = []
     for workers in args.workers:
-        name = f"bench-workers{workers}-{stamp}"
-        storage = args.storage or str(out / f"{name}.log")
-        seconds, log = run_study(params, name, storage, workers, args.n_trials)
-        rows.append(check(name, storage, seconds, log, workers))
-        print(json.dumps(rows[-1]), flush=True)
+        for per_process in args.trials_per_process:
+            name = f"bench-workers{workers}-per-process{per_process}-{stamp}"
+            storage = args.storage or str(out / f"{name}.log")
+            seconds, log = run_study(params, name, storage, workers, per_process, args.n_trials)
+            rows.append(check(name, storage, seconds, log, workers, per_process))
+            print(json.dumps(rows[-1]), flush=True)
     (out / f"tune_workers-{stamp}.json").write_text(json.dumps(rows, indent=2) + "\n")
 
 

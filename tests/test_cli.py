@@ -76,7 +76,7 @@ def test_tune_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit):
         main(["tune", "--help"])
     out = capsys.readouterr().out
-    for option in ("--n-trials", "--timeout", "--study-name", "--storage", "--workers", "--pruner"):
+    for option in ("--n-trials", "--timeout", "--study-name", "--storage", "--workers", "--trials-per-process", "--pruner"):
         assert option in out
 
 
@@ -84,6 +84,7 @@ def test_tune_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None
     ("options", "expected"),
     [
         (["--workers", "0"], "tune.workers: Input should be greater than or equal to 1 (got 0)"),
+        (["--trials-per-process", "0"], "tune.trials_per_process: Input should be greater than or equal to 1 (got 0)"),
         (["--pruner", "asha"], "tune.pruner: Input should be 'median', 'hyperband' or 'none'"),
         (["--study_name", "a b"], "tune.study_name: String should match pattern"),
     ],

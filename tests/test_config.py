@@ -115,6 +115,7 @@ MALFORMED = [
     bad("tune", DELETE, "missing", id="tune-missing"),
     bad("tune.n_trials", 0, "greater than or equal to 1", id="trials-zero"),
     bad("tune.workers", 0, "greater than or equal to 1", id="workers-zero"),
+    bad("tune.trials_per_process", 0, "greater than or equal to 1", id="trials-per-process-zero"),
     bad("tune.timeout_s", -5, "greater than or equal to 0", id="timeout-negative"),
     bad("tune.pruner", "asha", "'median', 'hyperband' or 'none'", id="pruner-unknown"),
     bad("tune.study_name", "my study", "match pattern", id="study-name-space"),
@@ -322,7 +323,9 @@ def test_any_single_bad_value_is_one_line_naming_its_key(key: str, value: Any) -
     except ConfigError as exc:
         message = str(exc)
         assert "\n" not in message
-        assert message.startswith("params.yaml: ") and key in message, message
+        # A check across keys (low below high) names the section and the keys inside it.
+        parent, _, leaf = key.rpartition(".")
+        assert message.startswith("params.yaml: ") and (key in message or f"{parent}: {leaf} " in message), message
 
 
 @settings(max_examples=300, deadline=None)

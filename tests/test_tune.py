@@ -37,6 +37,10 @@ from lstm_ae.stages import tune as tune_stage
 from projects import cli_env, make_tiny_project
 
 slow = pytest.mark.slow  # every test that trains, except the settings checks below
+# `make test` runs tests on two pytest-xdist workers; tests that share a module fixture run on
+# one, in file order, so the fixture is built once (several of them change the study in turn).
+on_studied = pytest.mark.xdist_group("tune-studied")
+on_postgres = pytest.mark.xdist_group("tune-postgres")
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_SEARCH = {
@@ -54,8 +58,13 @@ TINY_SEARCH = {
 
 
 def make_project(root: Path, **tune: object) -> Path:
-    """A project folder with a tiny processed data set and params.yaml set for fast trials."""
-    settings = {"study_name": "tiny", "n_trials": 4, "max_epochs": 2, "train_images": 96, "val_images": 48}
+    """A project folder with a tiny processed data set and params.yaml set for fast trials.
+
+    A worker process runs up to 3 trials (a fresh process costs ~10 s of CPU, mostly
+    TensorFlow's import); the `studied` fixture keeps the default of one."""
+    settings = {
+        "study_name": "tiny", "n_trials": 4, "max_epochs": 2, "train_images": 96, "val_images": 48, "trials_per_process": 3,
+    }
     return make_tiny_project(root, tune={**settings, "search": TINY_SEARCH, **tune})
 
 
@@ -104,15 +113,17 @@ def assert_one_child_run_per_trial(study: optuna.Study, children: list, parent_i
 
 @pytest.fixture(scope="module")
 def studied(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An 8-trial study run by the command line with four worker processes at once, on the
-    default journal storage and the project's SQLite MLflow store."""
-    project = make_project(tmp_path_factory.mktemp("tune"), n_trials=8, workers=4)
+    """An 8-trial study run by the command line with four worker processes at once, a fresh
+    process per trial (the default), on the default journal storage and the project's SQLite
+    MLflow store."""
+    project = make_project(tmp_path_factory.mktemp("tune"), n_trials=8, workers=4, trials_per_process=1)
     result = tune_cli(project)
     (project / "first_run.log").write_text(result.stderr, encoding="utf-8")
     return project
 
 
 @slow
+@on_studied
 def test_a_study_runs_the_requested_trials_as_child_runs_of_one_parent(studied: Path) -> None:
     study = load_study(studied)
     assert len(study.trials) == 8
@@ -144,14 +155,18 @@ def test_a_study_runs_the_requested_trials_as_child_runs_of_one_parent(studied: 
 
 
 @slow
+@on_studied
 def test_memory_stays_flat_over_trials(studied: Path) -> None:
     """Each trial runs in a fresh process; in one process TensorFlow grows ~17 MiB per model."""
+    study = load_study(studied)
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 8
     _, children = split_runs(mlflow_runs(studied))
     rss = [run.data.metrics["rss_mib"] for run in children]
     assert max(rss) - min(rss) < 80, rss
 
 
 @slow
+@on_studied
 def test_reports_hold_the_best_trial_and_a_command_that_applies_it(studied: Path) -> None:
     study = load_study(studied)
     best_text = (studied / TUNE_BEST).read_text(encoding="utf-8")
@@ -176,6 +191,7 @@ def test_reports_hold_the_best_trial_and_a_command_that_applies_it(studied: Path
 
 
 @slow
+@on_studied
 def test_running_again_tops_the_study_up_and_reuses_its_parent_run(studied: Path) -> None:
     parent_before = load_study(studied).user_attrs["mlflow_parent_run_id"]
     result = tune_cli(studied)  # n_trials 8 reached: nothing to run
@@ -191,6 +207,7 @@ def test_running_again_tops_the_study_up_and_reuses_its_parent_run(studied: Path
 
 
 @slow
+@on_studied
 def test_a_changed_search_space_needs_a_new_study_name(studied: Path) -> None:
     params = studied / "params.yaml"
     original = params.read_text(encoding="utf-8")
@@ -266,7 +283,8 @@ def test_an_interrupt_keeps_finished_trials_and_the_same_command_continues(
 
 @slow
 def test_a_killed_trial_process_is_marked_failed_and_the_study_goes_on(tmp_path: Path) -> None:
-    """kill -9 (or the OOM killer) on a trial's process: the trial fails, the next one starts."""
+    """kill -9 (or the OOM killer) on a trial's process: the trial fails, and the trials that
+    process had yet to run go to the next one."""
     project = make_project(tmp_path, n_trials=3, max_epochs=40, pruner="none")
     process = start_tune(project)
     try:
@@ -281,6 +299,7 @@ def test_a_killed_trial_process_is_marked_failed_and_the_study_goes_on(tmp_path:
     study = load_study(project)
     assert study.trials[victim.number].state == TrialState.FAIL
     assert len(study.trials) == 3 and tuning.finished_trials(study) == 2
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # one process ran both of the others
     _, children = split_runs(mlflow_runs(project))
     killed = [r for r in children if r.info.run_id == victim.user_attrs["mlflow_run_id"]]
     assert killed[0].info.status == "FAILED" and "killed by signal 9" in killed[0].data.tags["error"]
@@ -319,12 +338,15 @@ def test_a_worker_lost_on_another_machine_is_failed_by_optunas_heartbeat(tmp_pat
 @slow
 def test_the_time_budget_stops_starting_trials(tmp_path: Path) -> None:
     project = make_project(tmp_path, n_trials=10)
-    tune_cli(project, "--timeout", "1")  # the first trial starts at once and outlasts the budget
+    # The first trial starts at once and outlasts the budget; its process (given up to 3
+    # trials) then starts no other.
+    tune_cli(project, "--timeout", "1")
     assert len(load_study(project).trials) == 1
     assert json.loads((project / TUNE_SUMMARY).read_text(encoding="utf-8"))["n_complete"] == 1
 
 
 @slow
+@on_studied
 def test_bad_option_fails_before_any_work(studied: Path) -> None:
     result = tune_cli(studied, "--workers", "0", check=False)
     assert result.returncode == 2
@@ -338,6 +360,7 @@ def free_port() -> int:
 
 
 @slow
+@on_studied
 def test_optuna_dashboard_serves_the_study(studied: Path) -> None:
     port = free_port()
     dashboard = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
@@ -508,6 +531,7 @@ def postgres_url() -> Iterator[str]:
 
 
 @slow
+@on_postgres
 def test_four_workers_on_postgresql_record_every_trial_once(tmp_path: Path, postgres_url: str) -> None:
     """Four trial processes writing to one PostgreSQL study at once (the journal-storage study
     above covers a slot taking a second trial)."""
@@ -523,6 +547,7 @@ def test_four_workers_on_postgresql_record_every_trial_once(tmp_path: Path, post
 
 
 @slow
+@on_postgres
 def test_two_commands_at_once_share_one_postgresql_study(tmp_path: Path, postgres_url: str) -> None:
     """As on two machines: both fill one study; neither loses nor repeats a trial."""
     project = make_project(tmp_path, n_trials=6, workers=2, storage=postgres_url, study_name="pg-shared")
@@ -568,3 +593,4 @@ def test_in_a_terminal_a_bar_counts_trials_and_each_trial_line_is_printed_once(i
     assert "trials: 100%" in err and "2/2" in err and "best val MSE" in err
     for number in (0, 1):  # printed by the runner above the bar; the quiet workers do not repeat it
         assert err.count(f"trial {number} COMPLETE after 1 epoch(s)") == 1, err
+    assert len({t.user_attrs["worker"] for t in load_study(in_project).trials}) == 1  # one process ran both

@@ -32,6 +32,7 @@ TUNE_OPTIONS = {
     "study_name": (str, "NAME", "study to create or continue"),
     "storage": (str, "PATH|URL", "journal file path or Optuna storage URL, e.g. postgresql://user@host/db"),
     "workers": (int, "N", "parallel worker processes"),
+    "trials_per_process": (int, "N", "trials a worker process runs before a fresh one replaces it"),
     "pruner": (str, "NAME", "median, hyperband or none"),
 }
 

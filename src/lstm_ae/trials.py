@@ -1,4 +1,4 @@
-"""Running a study's trials: one spawned process per trial, each trial a nested MLflow run.
+"""Running a study's trials in spawned worker processes, each trial a nested MLflow run.
 
 The tune stage decides how many trials to run; this module runs them and keeps the two stores
 (Optuna's storage and MLflow) telling the same story, also when a trial's process is killed.
@@ -75,15 +75,17 @@ def run_trials(
     isolate: bool = True,
     progress: bool = False,
 ) -> None:
-    """Run at most ``budget`` trials, tune.workers at a time, each in a fresh spawned process.
+    """Run at most ``budget`` trials, tune.workers processes at a time, each process spawned
+    fresh for tune.trials_per_process trials.
 
     TensorFlow keeps every traced training function for the life of a process, even after
-    ``clear_session()`` (about 17 MiB per model here), so a process per trial is what keeps
-    memory flat over a long study. Before each start the study is read again, so trials that
-    workers on other machines finish count too: the study stops at tune.n_trials finished
-    trials, give or take the trials already running elsewhere. The time budget is checked
-    before each start, as Optuna's own ``timeout`` does. ``isolate=False`` runs the trials in
-    this process, one at a time (for tests that patch the objective).
+    ``clear_session()`` (about 17 MiB per model here), so replacing processes is what keeps
+    memory flat over a long study; each replacement costs a Python start and TensorFlow's
+    import. Before each start the study is read again, so trials that workers on other
+    machines finish count too, and a worker stops once finished plus running trials reach
+    tune.n_trials. The time budget is checked before each trial, as Optuna's own ``timeout``
+    does. ``isolate=False`` runs the trials in this process, one at a time (for tests that
+    patch the objective).
 
     With ``progress`` (a terminal) a bar counts finished trials and this process prints each
     trial's line above it; otherwise each worker logs its own line.
@@ -91,7 +93,8 @@ def run_trials(
     if budget <= 0:
         return
     if not isolate:
-        work(cfg, parent_id, experiment_id, budget, worker=0)
+        deadline = time.monotonic() + cfg.tune.timeout_s if cfg.tune.timeout_s else math.inf
+        work(cfg, parent_id, experiment_id, budget, worker=0, deadline=deadline)
         return
     context = multiprocessing.get_context("spawn")
     level = logging.getLogger().getEffectiveLevel()
@@ -101,46 +104,53 @@ def run_trials(
         total=min(budget, cfg.tune.n_trials - tuning.finished_trials(study)), desc="trials", unit="trial", disable=not progress
     )
     deadline = time.monotonic() + cfg.tune.timeout_s if cfg.tune.timeout_s else math.inf
+    # Each worker's share of the study, so that trials_per_process never leaves a worker idle.
+    share = min(cfg.tune.trials_per_process, math.ceil(budget / cfg.tune.workers))
     started, running, failed = 0, {}, []
+    ours: set[str] = set()  # worker ids of this command's processes
+    shown: set[int] = set()  # trial numbers printed above the bar
 
-    def wanted() -> bool:
-        return (
-            started < budget
-            and not failed
-            and time.monotonic() < deadline
-            and tuning.finished_trials(study) + len(running) < cfg.tune.n_trials
-        )
+    def next_batch() -> int:
+        """Trials for a new worker process; 0 once this command needs no more."""
+        if failed or time.monotonic() >= deadline:
+            return 0
+        wanted = min(share, budget - started, cfg.tune.n_trials - tuning.finished_trials(study) - len(running))
+        return max(wanted, 0)
 
     try:
         while True:
             for slot in range(cfg.tune.workers):
-                if slot not in running and wanted():
+                if slot not in running and (batch := next_batch()):
                     process = context.Process(
-                        target=tune_worker, args=(cfg, parent_id, experiment_id, 1, slot, worker_level),
+                        target=tune_worker, args=(cfg, parent_id, experiment_id, batch, slot, worker_level, deadline),
                         name=f"tune-worker-{slot}",
                     )
                     process.start()
-                    running[slot] = process
-                    started += 1
+                    running[slot] = (process, batch)
+                    ours.add(worker_id(process.pid))
+                    started += batch
             if not running:
                 break
-            multiprocessing.connection.wait([p.sentinel for p in running.values()])
-            for slot, process in list(running.items()):
+            multiprocessing.connection.wait([p.sentinel for p, _ in running.values()], timeout=5 if progress else None)
+            for slot, (process, batch) in list(running.items()):
                 if process.exitcode is not None:
                     del running[slot]
+                    worker = worker_id(process.pid)
                     if process.exitcode < 0:  # killed by a signal (the OOM killer, kill -9): its trial failed
-                        fail_orphans(study, f"killed by signal {-process.exitcode}", worker_id(process.pid))
+                        fail_orphans(study, f"killed by signal {-process.exitcode}", worker)
                     elif process.exitcode != 0:  # trial errors are caught inside; this is the worker itself
                         failed.append(f"{process.name} (exit code {process.exitcode})")
-                    if progress:
-                        _show_trials_of(study, worker_id(process.pid), bar)
+                    # Trials it did not start (killed, time up, study full) are free for the next worker.
+                    started -= batch - len(_trials_of(study, {worker}))
+            if progress:
+                _show_new_trials(study, ours, shown, bar)
     except Terminated:
         # SIGTERM reached this process only (Ctrl-C reaches the whole process group): pass it on.
-        for process in running.values():
+        for process, _ in running.values():
             process.terminate()
         raise
     finally:
-        for process in running.values():  # let each worker record its interrupted trial
+        for process, _ in running.values():  # let each worker record its interrupted trial
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
@@ -151,13 +161,21 @@ def run_trials(
         raise TuneError(f"{', '.join(failed)} stopped; finished trials are kept, run the same command to continue")
 
 
-def _show_trials_of(study: optuna.Study, worker: str, bar: tqdm) -> None:
-    """Print the finished trials of one exited worker above the bar, and advance it."""
-    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.user_attrs.get("worker") == worker]
+def _trials_of(study: optuna.Study, workers: set[str]) -> list[optuna.trial.FrozenTrial]:
+    """The trials, in any state, that the given worker processes started."""
+    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") in workers]
+
+
+def _show_new_trials(study: optuna.Study, workers: set[str], shown: set[int], bar: tqdm) -> None:
+    """Print the trials of ``workers`` that finished since the last call above the bar, and advance it."""
+    new = [t for t in _trials_of(study, workers) if t.state.is_finished() and t.number not in shown]
+    if not new:
+        return
     best = _best_or_none(study)
-    for trial in finished:
+    for trial in sorted(new, key=lambda t: t.number):
         bar.write(tuning.describe_trial(trial, best), file=sys.stderr)  # where log lines go
-    bar.update(len(finished))
+        shown.add(trial.number)
+    bar.update(len(new))
     if best is not None:
         bar.set_postfix_str(f"best val MSE {best.value:.5f} (trial {best.number})")
 
@@ -169,8 +187,16 @@ def _best_or_none(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         return None
 
 
-def work(cfg: Config, parent_id: str, experiment_id: str, n_trials: int, worker: int, log_level: int | None = None) -> None:
-    """One worker: load the trial data and run ``n_trials`` trials of the shared study."""
+def work(
+    cfg: Config, parent_id: str, experiment_id: str, n_trials: int, worker: int,
+    log_level: int | None = None, deadline: float = math.inf,
+) -> None:
+    """One worker: load the trial data and run up to ``n_trials`` trials of the shared study.
+
+    The first trial always runs (the runner checked the budget when it started this process);
+    no further one starts after ``deadline`` (``time.monotonic()``, a clock every process on
+    the machine shares) or once the study holds tune.n_trials.
+    """
     if log_level is not None:  # a spawned process starts with no logging set up
         logging.basicConfig(level=log_level, format="%(levelname)s %(processName)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our one line per trial replaces Optuna's
@@ -194,8 +220,16 @@ def work(cfg: Config, parent_id: str, experiment_id: str, n_trials: int, worker:
         objective,
         n_trials=n_trials,
         catch=(Exception,),  # a failing trial is recorded as FAIL and the study goes on
-        callbacks=[_log_trial],
+        callbacks=[_log_trial, functools.partial(_stop_when_done, n_trials=tune.n_trials, deadline=deadline)],
     )
+
+
+def _stop_when_done(study: optuna.Study, trial: optuna.trial.FrozenTrial, n_trials: int, deadline: float) -> None:
+    """Start no more trials after the deadline, or once finished plus running trials (any
+    worker's) reach ``n_trials``."""
+    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    if time.monotonic() >= deadline or tuning.finished_trials(study) + running >= n_trials:
+        study.stop()
 
 
 def trial_data(cfg: Config) -> tuple[np.ndarray, np.ndarray, str]:
