@@ -22,7 +22,9 @@ Each LSTM contender trains in a fresh process until its own max_epochs, early st
 --minutes of training wall time, whichever comes first (the budget is checked at epoch ends).
 After every epoch the clock stops and the test images are scored, so "time to MSE 0.0051" is
 training time only, measured on test MSE. Samples per second are training images over the
-median epoch time (the first epoch includes tracing). Peak memory is the process's maximum RSS.
+median epoch time (the first epoch includes tracing). Training CPU time is the process's user
+plus system time over the same epochs (all threads): on a shared machine wall time for the same
+work swings several-fold, CPU time shows the work. Peak memory is the process's maximum RSS.
 
 Writes benchmarks/out/compare-<time>.json and prints a Markdown table.
 """
@@ -95,14 +97,14 @@ def measure_lstm(name: str, args: argparse.Namespace) -> dict:
         """Times each epoch's training, then scores the test images with the clock stopped."""
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
+            self.started, self.cpu_started = time.perf_counter(), time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
-            seconds = time.perf_counter() - self.started
+            seconds, cpu_seconds = time.perf_counter() - self.started, time.process_time() - self.cpu_started
             recon = self.model.predict(x_test, batch_size=512, verbose=0)
             test_mse = float(np.mean((recon - x_test) ** 2))
             trained = sum(e["seconds"] for e in epochs) + seconds
-            epochs.append({"epoch": epoch + 1, "seconds": round(seconds, 2), "trained_s": round(trained, 1),
+            epochs.append({"epoch": epoch + 1, "seconds": round(seconds, 2), "cpu_s": round(cpu_seconds, 2), "trained_s": round(trained, 1),
                            "val_mse": float(logs["val_loss"]), "test_mse": test_mse})
             print(f"{name} epoch {epoch + 1}: {seconds:.0f} s, val {logs['val_loss']:.5f}, test {test_mse:.5f}",
                   file=sys.stderr, flush=True)
@@ -116,7 +118,8 @@ def measure_lstm(name: str, args: argparse.Namespace) -> dict:
     return {
         "contender": name, "model": model_cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
         "param_count": model.count_params(), **_scores(x_test, recon),
-        "train_wall_s": round(sum(e["seconds"] for e in epochs), 1), "epochs": epochs,
+        "train_wall_s": round(sum(e["seconds"] for e in epochs), 1), "train_cpu_s": round(sum(e["cpu_s"] for e in epochs), 1),
+        "epochs": epochs,
         "s_to_report_mse": reached, "samples_per_s": round(len(x_train) / steady, 1), "peak_rss_gib": _peak_rss_gib(),
     }
 
@@ -127,12 +130,13 @@ def measure_pca(args: argparse.Namespace) -> dict:
 
     cfg = load_config(Path("params.yaml"))
     x_train, _, x_test = _data(args.train_images, args.val_images, args.test_images)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     recon = pca_reconstruct(x_train, x_test, cfg.model.latent_size, seed=cfg.seed).reshape(x_test.shape)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     scores = _scores(x_test, recon)
     return {
         "contender": "pca", "model": {"n_components": cfg.model.latent_size}, **scores, "train_wall_s": round(seconds, 1),
+        "train_cpu_s": round(cpu_seconds, 1),
         "s_to_report_mse": round(seconds, 1) if scores["test_mse"] <= REPORT_MSE else None,
         "samples_per_s": round(len(x_train) / seconds, 1), "peak_rss_gib": _peak_rss_gib(),
     }
@@ -142,15 +146,19 @@ def _minutes(seconds: float | None) -> str:
     return "not reached" if seconds is None else f"{seconds / 60:.1f} min"
 
 
+def _cpu_minutes(row: dict) -> str:
+    return f"{row['train_cpu_s'] / 60:.1f} min" if "train_cpu_s" in row else "not measured"  # runs before 2026-11-29
+
+
 def table(rows: list[dict]) -> str:
     lines = [
-        "| contender | test MSE | PSNR | SSIM | training wall time | time to test MSE 0.0051 | samples/s | peak RSS |",
-        "|---|---|---|---|---|---|---|---|",
+        "| contender | test MSE | PSNR | SSIM | training wall time | training CPU time | time to test MSE 0.0051 | samples/s | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['contender']} | {r['test_mse']:.5f} | {r['test_psnr']:.2f} dB | {r['test_ssim']:.3f} | "
-            f"{_minutes(r['train_wall_s'])} | {_minutes(r['s_to_report_mse'])} | {r['samples_per_s']} | {r['peak_rss_gib']} GiB |"
+            f"{_minutes(r['train_wall_s'])} | {_cpu_minutes(r)} | {_minutes(r['s_to_report_mse'])} | {r['samples_per_s']} | {r['peak_rss_gib']} GiB |"
         )
     return "\n".join(lines)
 
