@@ -18,8 +18,12 @@ install: $(VENV)/.installed   ## create .venv with the exact pinned versions
 repro: install                ## run the whole pipeline on params.yaml
 	dvc repro
 
+# Two pytest-xdist workers: most slow tests wait on one thing at a time (a Python start,
+# TensorFlow's import, a tiny model), so two at once cut CI time on two cores. Each test file
+# runs whole on one worker (--dist loadfile), so a module fixture is built once and tests that
+# build on one another keep their order.
 test: install                 ## every test, the end-to-end pipeline runs included
-	pytest
+	pytest -n 2 --dist loadfile
 
 test-fast: install            ## unit tests only
 	pytest -m "not slow"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +16,8 @@ import pytest
 from lstm_ae import download
 from lstm_ae.download import FetchError, fetch, file_md5
 
-PAYLOAD = os.urandom(200_000)
+# Seeded: test ids include its md5, and pytest-xdist workers must collect the same ids.
+PAYLOAD = random.Random(0).randbytes(200_000)
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
 CUT_AFTER = 50_000
 STALL_S = 1.5  # longer than the tests' client timeout, 0.3 s
@@ -150,7 +151,7 @@ def test_stale_dest_is_replaced(source_file: Path, tmp_path: Path) -> None:
     assert dest.read_bytes() == PAYLOAD
 
 
-@pytest.mark.parametrize("bad", ["", "abc", "g" * 32, PAYLOAD_MD5 + "0"])
+@pytest.mark.parametrize("bad", ["", "abc", "g" * 32, PAYLOAD_MD5 + "0"], ids=["empty", "short", "not-hex", "too-long"])
 def test_bad_md5_string_fails_before_any_work(bad: str, source_file: Path, tmp_path: Path) -> None:
     dest = tmp_path / "raw" / "out.tar.gz"
     with pytest.raises(FetchError, match="not 32 hex digits"):

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 TINY_MODEL = {"encoder_widths": [8], "decoder_widths": [8], "head": "dense"}
 TINY_TUNE = {
-    "study_name": "ui", "n_trials": 2, "max_epochs": 2, "train_images": 96, "val_images": 48,
+    "study_name": "ui", "n_trials": 2, "trials_per_process": 2, "max_epochs": 2, "train_images": 96, "val_images": 48,
     "search": {"latent_size": [4, 8], "encoder_layers": [0], "encoder_width": [8], "decoder_layers": [1],
                "decoder_width": [8], "learning_rate": {"low": 0.001, "high": 0.01}, "batch_size": [32], "head": ["dense"]},
 }
