@@ -9,6 +9,7 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from matplotlib import pyplot
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -213,12 +214,16 @@ def test_best_trial_becomes_a_dvc_exp_run_line_that_parses_back() -> None:
     assert cfg.model.bidirectional is True and cfg.model.row_index is True
 
 
-def test_study_figures_and_importances_of_a_finished_study() -> None:
+def test_study_figures_and_importances_of_a_finished_study(tmp_path: Path) -> None:
     study = finished_study([0.02, 0.03, 0.025, 0.04, 0.05, 0.021])
+    open_before = pyplot.get_fignums()
     figures = tuning.study_figures(study, seed=0)
     assert set(figures) == {"optimization_history", "param_importances", "parallel_coordinate", "intermediate_values"}
-    for figure in figures.values():
+    assert pyplot.get_fignums() == open_before  # pyplot keeps none of them (a test run once held dozens)
+    for name, figure in figures.items():
         assert figure.axes
+        figure.savefig(tmp_path / f"{name}.png", dpi=30)  # closed in pyplot, still saved
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
     importances = tuning.param_importances(study, seed=0)
     assert set(importances) == {"latent_size", "head", "learning_rate"}
     assert sum(importances.values()) == pytest.approx(1.0)

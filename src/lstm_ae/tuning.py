@@ -250,7 +250,13 @@ def param_importances(study: optuna.Study, seed: int) -> dict[str, float]:
 
 
 def study_figures(study: optuna.Study, seed: int) -> dict[str, Figure]:
-    """Optuna's matplotlib study plots; a plot the study cannot draw yet (too few trials) is skipped."""
+    """Optuna's matplotlib study plots; a plot the study cannot draw yet (too few trials) is skipped.
+
+    Optuna draws through pyplot, which keeps every figure until it is closed; each one is closed
+    in pyplot at once (it can still be saved), so a process that reports many studies (a test
+    run, a notebook) does not pile them up.
+    """
+    from matplotlib import pyplot
     from optuna.visualization import matplotlib as plots
 
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
@@ -276,6 +282,7 @@ def study_figures(study: optuna.Study, seed: int) -> dict[str, Figure]:
             if name == "intermediate_values":
                 axis.set_xlabel("epoch")
             figure = axis.figure
+            pyplot.close(figure)
             figure.set_size_inches(9, 5.5)
             figure.tight_layout()
             result[name] = figure
