@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
-from collections.abc import Iterator
 
 import keras
 import numpy as np
@@ -72,17 +70,6 @@ class SignalDuringLogging(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         signal.raise_signal(self.signum)  # Python runs the handler before this call returns
         self.logging_finished = True
-
-
-@pytest.fixture
-def restore_signal_handling() -> Iterator[None]:
-    """Whatever a test installs, this process's handlers and unraisable hook are put back after."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    hook = sys.unraisablehook
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
-    sys.unraisablehook = hook
 
 
 @pytest.mark.parametrize(

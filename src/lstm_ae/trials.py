@@ -16,7 +16,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import mlflow
 import numpy as np
@@ -31,7 +31,7 @@ from lstm_ae.dataset import load_dataset
 from lstm_ae.errors import Terminated, UserError
 from lstm_ae.paths import PROCESSED
 from lstm_ae.sequences import scale
-from lstm_ae.startup import tune_worker
+from lstm_ae.startup import deferred_interrupts, raise_pending, tune_worker
 
 log = logging.getLogger(__name__)
 
@@ -216,12 +216,28 @@ def work(
     objective = tuning.Objective(
         x_train, x_val, tune.search, cfg.train, tune.max_epochs, cfg.seed, tracker, cfg.input_corruption
     )
-    study.optimize(
-        objective,
-        n_trials=n_trials,
-        catch=(Exception,),  # a failing trial is recorded as FAIL and the study goes on
-        callbacks=[_log_trial, functools.partial(_stop_when_done, n_trials=tune.n_trials, deadline=deadline)],
-    )
+    optimize(study, objective, n_trials, tune.n_trials, deadline)
+
+
+def optimize(study: optuna.Study, objective: Callable, n_trials: int, study_size: int, deadline: float) -> None:
+    """``study.optimize`` with signals held for safe points: a training step, or the end of a
+    trial once Optuna has recorded it.
+
+    Raised where it lands, a Ctrl-C inside Optuna's own bookkeeping (writing a finished trial
+    to the journal) breaks it: Optuna 5 then fails with UnboundLocalError and prints a
+    traceback per worker. Held, it is raised by the callback after the trial is recorded.
+    """
+    with deferred_interrupts():
+        study.optimize(
+            objective,
+            n_trials=n_trials,
+            catch=(Exception,),  # a failing trial is recorded as FAIL and the study goes on
+            callbacks=[
+                _log_trial,
+                lambda study, trial: raise_pending(),  # a safe point between trials
+                functools.partial(_stop_when_done, n_trials=study_size, deadline=deadline),
+            ],
+        )
 
 
 def _stop_when_done(study: optuna.Study, trial: optuna.trial.FrozenTrial, n_trials: int, deadline: float) -> None:
