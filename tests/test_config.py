@@ -325,7 +325,8 @@ def test_any_single_bad_value_is_one_line_naming_its_key(key: str, value: Any) -
         assert "\n" not in message
         # A check across keys (low below high) names the section and the keys inside it.
         parent, _, leaf = key.rpartition(".")
-        assert message.startswith("params.yaml: ") and (key in message or f"{parent}: {leaf} " in message), message
+        named = key in message or (f"{parent}: " in message and f"{leaf} (" in message)
+        assert message.startswith("params.yaml: ") and named, message
 
 
 @settings(max_examples=300, deadline=None)
