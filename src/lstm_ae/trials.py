@@ -92,8 +92,8 @@ def run_trials(
     """
     if budget <= 0:
         return
+    deadline = time.monotonic() + cfg.tune.timeout_s if cfg.tune.timeout_s else math.inf
     if not isolate:
-        deadline = time.monotonic() + cfg.tune.timeout_s if cfg.tune.timeout_s else math.inf
         work(cfg, parent_id, experiment_id, budget, worker=0, deadline=deadline)
         return
     context = multiprocessing.get_context("spawn")
@@ -103,7 +103,6 @@ def run_trials(
     bar = tqdm(
         total=min(budget, cfg.tune.n_trials - tuning.finished_trials(study)), desc="trials", unit="trial", disable=not progress
     )
-    deadline = time.monotonic() + cfg.tune.timeout_s if cfg.tune.timeout_s else math.inf
     # Each worker's share of the study, so that trials_per_process never leaves a worker idle.
     share = min(cfg.tune.trials_per_process, math.ceil(budget / cfg.tune.workers))
     started, running, failed = 0, {}, []
