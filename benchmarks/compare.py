@@ -18,6 +18,10 @@ Contenders:
            2026-11-28 in benchmarks/results), then the same tuned trial one-way (`tuned` there)
   pca      PCA with as many components as the default's latent size, fitted on the training images
 
+An LSTM contender may change keys of its model and train sections, with the same checks as
+params.yaml: `default:train.schedule=cooldown`, `report:train.learning_rate=0.001:train.max_epochs=9`
+(values are YAML). The table names each contender by that spec.
+
 Each LSTM contender trains in a fresh process until its own max_epochs, early stopping, or
 --minutes of training wall time, whichever comes first (the budget is checked at epoch ends).
 After every epoch the clock stops and the test images are scored, so "time to MSE 0.0051" is
@@ -41,9 +45,42 @@ import time
 from pathlib import Path
 
 from lstm_ae import atomic
+from lstm_ae.config import ConfigError
 
 CONTENDERS = ("report", "default", "pca")
 REPORT_MSE = 0.0051  # the report's test MSE: goal 2 is to reach it in 30 minutes
+
+
+def contender(spec: str) -> tuple[str, dict[str, dict]]:
+    """``NAME[:SECTION.KEY=VALUE...]`` -> (NAME, {section: {key: value}}); argparse's type check."""
+    import yaml
+
+    name, *settings = spec.split(":")
+    if name not in CONTENDERS:
+        raise argparse.ArgumentTypeError(f"{name!r} is not a contender; choose from {', '.join(CONTENDERS)}")
+    changes: dict[str, dict] = {}
+    for item in settings:
+        key, equals, value = item.partition("=")
+        section, dot, leaf = key.partition(".")
+        if name == "pca" or not equals or not dot or section not in ("model", "train"):
+            raise argparse.ArgumentTypeError(f"{item!r} in {spec!r}: expected model.KEY=VALUE or train.KEY=VALUE after an LSTM contender")
+        changes.setdefault(section, {})[leaf] = yaml.safe_load(value)
+    return name, changes
+
+
+def configs(spec: str, max_epochs: int | None):
+    """The model and train configs of an LSTM contender spec, validated like params.yaml."""
+    from lstm_ae.config import REPORT_MODEL, REPORT_TRAIN, load_config, override
+
+    name, changes = contender(spec)
+    cfg = load_config(Path("params.yaml"))
+    if name == "report":
+        cfg = cfg.model_copy(update={"model": REPORT_MODEL, "train": REPORT_TRAIN})
+    if max_epochs is not None:
+        cfg = override(cfg, "train", {"max_epochs": max_epochs})
+    for section, values in changes.items():  # the spec's own keys win over --max-epochs
+        cfg = override(cfg, section, values)
+    return cfg.model, cfg.train
 
 
 def _data(train_images: int, val_images: int, test_images: int):
@@ -76,17 +113,12 @@ def measure_lstm(name: str, args: argparse.Namespace) -> dict:
     import keras
     import numpy as np
 
-    from lstm_ae.config import REPORT_MODEL, REPORT_TRAIN, load_config
+    from lstm_ae.config import load_config
     from lstm_ae.model import build_autoencoder
     from lstm_ae.training import fit
 
     cfg = load_config(Path("params.yaml"))
-    if name == "report":
-        model_cfg, train_cfg = REPORT_MODEL, REPORT_TRAIN
-    else:
-        model_cfg, train_cfg = cfg.model, cfg.train
-    if args.max_epochs is not None:
-        train_cfg = train_cfg.model_copy(update={"max_epochs": args.max_epochs})
+    model_cfg, train_cfg = configs(name, args.max_epochs)
     x_train, x_val, x_test = _data(args.train_images, args.val_images, args.test_images)
     keras.utils.set_random_seed(cfg.seed)
     model = build_autoencoder(model_cfg)
@@ -164,8 +196,9 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), metavar="NAME[:KEY=VALUE...]",
+                        help=f"from {', '.join(CONTENDERS)}, LSTMs optionally with changed keys (see above)")
     parser.add_argument("--minutes", type=float, default=30.0, help="training wall time per LSTM contender")
     parser.add_argument("--train-images", type=int, default=40_000)
     parser.add_argument("--val-images", type=int, default=10_000)
@@ -174,6 +207,12 @@ def main() -> None:
                         "e.g. 200 to let the default recipe use the whole --minutes budget")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one contender in this process
     args = parser.parse_args()
+    for spec in args.contenders:  # every spec checked before an hour of training starts
+        try:
+            if contender(spec)[0] != "pca":
+                configs(spec, args.max_epochs)
+        except (argparse.ArgumentTypeError, ConfigError) as exc:
+            parser.error(f"--contenders {spec}: {exc}")
     if args.one:
         result = measure_pca(args) if args.one == "pca" else measure_lstm(args.one, args)
         print("RESULT " + json.dumps(result), flush=True)

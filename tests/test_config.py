@@ -100,7 +100,7 @@ MALFORMED = [
         id="bidirectional-odd-decoder-width", named="model.bidirectional"),
     bad("model.row_index", "yes", "valid boolean", id="row-index-word"),
     bad("tune.search.row_index", [0, 1], "valid boolean", id="choice-row-index", named="tune.search.row_index.0"),
-    bad("train.schedule", "linear", "'constant' or 'cosine'", id="schedule-unknown"),
+    bad("train.schedule", "linear", "'constant', 'cosine' or 'cooldown'", id="schedule-unknown"),
     bad("fetch.md5", "z" * 32, "32 hexadecimal", id="md5-not-hex"),
     bad("fetch.md5", "c58f30108f", "32 hexadecimal", id="md5-short"),
     bad("train.max_epochs", 0, "greater than 0", id="epochs-zero"),

@@ -201,6 +201,23 @@ def test_cosine_schedule_warms_up_to_the_rate_then_decays_to_zero_at_max_epochs(
     assert rate[100] == pytest.approx(0.0, abs=1e-9)
 
 
-def test_fit_with_the_cosine_schedule_learns(model: keras.Model) -> None:
-    history = fit(model, gradients(64, 0), gradients(16, 1), train_config(schedule="cosine"), verbose=0)
+def test_cooldown_schedule_holds_the_rate_then_falls_linearly_to_zero_over_the_last_fifth() -> None:
+    cfg = train_config(learning_rate=0.002, max_epochs=10, schedule="cooldown")
+    schedule = learning_rate(cfg, steps_per_epoch=10)  # 100 steps: 80 at the rate, 20 of decay
+    rate = [float(schedule(step)) for step in range(105)]
+    assert rate[:81] == pytest.approx([0.002] * 81)
+    assert rate[90] == pytest.approx(0.001)  # halfway through the cooldown: half the rate
+    assert all(a > b for a, b in zip(rate[80:100], rate[81:101]))
+    assert rate[100:] == pytest.approx([0.0] * 5, abs=1e-12)  # past the budget (never negative)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "cooldown"])
+def test_fit_with_a_decaying_schedule_learns_and_the_model_saves_with_its_optimizer(
+    model: keras.Model, schedule: str, tmp_path
+) -> None:
+    history = fit(model, gradients(64, 0), gradients(16, 1), train_config(schedule=schedule), verbose=0)
     assert history["loss"][-1] < history["loss"][0]
+    model.save(tmp_path / "model.keras")  # the train stage saves the optimizer, schedule included
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert type(loaded.optimizer.learning_rate) is type(model.optimizer.learning_rate)
+    np.testing.assert_allclose(loaded.predict(gradients(4, 2), verbose=0), model.predict(gradients(4, 2), verbose=0), atol=1e-6)

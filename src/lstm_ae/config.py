@@ -132,7 +132,8 @@ class TrainConfig(_Section):
     patience: PositiveInt
     # constant: Adam at learning_rate throughout (the report). cosine: warm up from a tenth of it
     # over the first tenth of max_epochs, then decay to zero at max_epochs (a fixed budget).
-    schedule: Literal["constant", "cosine"] = "constant"
+    # cooldown: constant for the first four fifths of max_epochs, then linearly down to zero.
+    schedule: Literal["constant", "cosine", "cooldown"] = "constant"
 
 
 # The report's model and recipe, now that params.yaml's default is the tuned model: what the

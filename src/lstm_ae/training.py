@@ -41,6 +41,28 @@ class InterruptBetweenSteps(keras.callbacks.Callback):
 
 
 WARMUP_SHARE = 0.1  # cosine schedule: the share of all steps spent warming up
+COOLDOWN_SHARE = 0.2  # cooldown schedule: the share of all steps spent decaying to zero
+
+
+@keras.saving.register_keras_serializable(package="lstm_ae")
+class Cooldown(keras.optimizers.schedules.LearningRateSchedule):
+    """``rate`` until the last ``cooldown_steps`` of ``total_steps``, then linearly down to zero.
+
+    The "warmup-stable-decay" shape without the warm-up (Hagele et al. 2024, "Scaling laws and
+    compute-optimal training beyond fixed training durations"): training runs at the full rate for
+    most of the budget, where an under-trained model gains most, and the short linear decay at the
+    end removes the noise of large steps. Keras has no such schedule built in.
+    """
+
+    def __init__(self, rate: float, total_steps: int, cooldown_steps: int) -> None:
+        self.rate, self.total_steps, self.cooldown_steps = rate, total_steps, max(1, cooldown_steps)
+
+    def __call__(self, step):
+        left = keras.ops.maximum(float(self.total_steps) - keras.ops.cast(step, "float32"), 0.0)
+        return self.rate * keras.ops.minimum(1.0, left / float(self.cooldown_steps))
+
+    def get_config(self) -> dict:
+        return {"rate": self.rate, "total_steps": self.total_steps, "cooldown_steps": self.cooldown_steps}
 
 
 def learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
@@ -50,10 +72,15 @@ def learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> float | keras.optim
     the ``max_epochs`` budget (large early steps on a fresh LSTM diverge more easily), then follow
     a half cosine down to zero at the last step, so the budget's final epochs fine-tune. Early
     stopping may end a run before the end of the schedule; it restores the best epoch either way.
+
+    cooldown: ``cfg.learning_rate`` for the first four fifths of the budget, then linearly down to
+    zero at the last step (:class:`Cooldown`).
     """
     if cfg.schedule == "constant":
         return cfg.learning_rate
     total = max(1, steps_per_epoch * cfg.max_epochs)
+    if cfg.schedule == "cooldown":
+        return Cooldown(cfg.learning_rate, total, round(total * COOLDOWN_SHARE))
     warmup = int(total * WARMUP_SHARE)
     return keras.optimizers.schedules.CosineDecay(
         cfg.learning_rate / 10, decay_steps=total - warmup, warmup_target=cfg.learning_rate, warmup_steps=warmup
