@@ -55,7 +55,7 @@ def test_real_params_give_the_tuned_model_with_the_reports_code_size_and_split()
     assert cfg.model.decoder_widths == (512,)
     assert cfg.model.head == "dense"
     assert cfg.model.bidirectional is True and cfg.model.row_index is True
-    assert cfg.train.schedule == "constant"
+    assert cfg.train.schedule == "cooldown"
     assert cfg.model.latent_size == 256
     assert cfg.preprocess.val_fraction == 0.2
     assert cfg.seed == 42
@@ -240,7 +240,7 @@ def test_settings_are_frozen() -> None:
         cfg.train.learning_rate = 0.5
     with pytest.raises(ValidationError):
         cfg.seed = 1
-    assert cfg.train.learning_rate == 0.00177
+    assert cfg.train.learning_rate == 0.003
 
 
 @settings(max_examples=50, deadline=None)

@@ -127,7 +127,7 @@ def test_repro_writes_metrics_history_and_figures(pipeline: Path) -> None:
 def test_one_mlflow_run_holds_the_whole_execution(pipeline: Path) -> None:
     (run,) = project_runs(pipeline)
     assert run.info.status == "FINISHED"
-    assert run.data.params["train.learning_rate"] == "0.00177"
+    assert run.data.params["train.learning_rate"] == "0.003"
     assert run.data.params["model.encoder_widths"] == "[16, 8]"
     assert run.data.params["fetch.md5"] == run.data.tags["data_md5"]
     assert run.data.tags["mlflow.source.git.commit"] == sh(pipeline, "git", "rev-parse", "HEAD").stdout.strip()
