@@ -53,7 +53,7 @@ REPORT_MSE = 0.0051  # the report's test MSE: goal 2 is to reach it in 30 minute
 
 
 def contender(spec: str) -> tuple[str, dict[str, dict]]:
-    """``NAME[:SECTION.KEY=VALUE...]`` -> (NAME, {section: {key: value}}); argparse's type check."""
+    """``NAME[:SECTION.KEY=VALUE...]`` -> (NAME, {section: {key: value}}); ArgumentTypeError if malformed."""
     import yaml
 
     name, *settings = spec.split(":")
