@@ -70,7 +70,7 @@ def contender(spec: str) -> tuple[str, dict[str, dict]]:
 
 
 def configs(spec: str, max_epochs: int | None):
-    """The model and train configs of an LSTM contender spec, validated like params.yaml."""
+    """params.yaml with the model and train sections of an LSTM contender spec, validated like it."""
     from lstm_ae.config import REPORT_MODEL, REPORT_TRAIN, load_config, override
 
     name, changes = contender(spec)
@@ -81,7 +81,7 @@ def configs(spec: str, max_epochs: int | None):
         cfg = override(cfg, "train", {"max_epochs": max_epochs})
     for section, values in changes.items():  # the spec's own keys win over --max-epochs
         cfg = override(cfg, section, values)
-    return cfg.model, cfg.train
+    return cfg
 
 
 def _data(train_images: int, val_images: int, test_images: int):
@@ -114,12 +114,11 @@ def measure_lstm(name: str, args: argparse.Namespace) -> dict:
     import keras
     import numpy as np
 
-    from lstm_ae.config import load_config
     from lstm_ae.model import build_autoencoder
     from lstm_ae.training import fit
 
-    cfg = load_config(Path("params.yaml"))
-    model_cfg, train_cfg = configs(name, args.max_epochs)
+    cfg = configs(name, args.max_epochs)
+    model_cfg, train_cfg = cfg.model, cfg.train
     x_train, x_val, x_test = _data(args.train_images, args.val_images, args.test_images)
     keras.utils.set_random_seed(cfg.seed)
     model = build_autoencoder(model_cfg)

@@ -26,20 +26,22 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=10000)
     parser.add_argument("--val-images", type=int, default=2000)
     args = parser.parse_args()
-    schedule, rate = args.variant.split(":")
+    schedule, _, rate = args.variant.partition(":")
 
     import keras
 
-    from lstm_ae.config import load_config
+    from lstm_ae.config import ConfigError, load_config, override
     from lstm_ae.dataset import load_dataset
     from lstm_ae.model import build_autoencoder
     from lstm_ae.paths import PROCESSED
     from lstm_ae.sequences import scale
     from lstm_ae.training import fit
 
-    cfg = load_config(Path("params.yaml"))
-    train_cfg = cfg.train.model_copy(update={"schedule": schedule, "learning_rate": float(rate), "max_epochs": args.epochs})
-    train_cfg = type(train_cfg).model_validate(train_cfg.model_dump())  # a bad SCHEDULE fails here, by name
+    try:  # validated like params.yaml: a bad SCHEDULE or rate stops here with the key's name
+        cfg = override(load_config(Path("params.yaml")), "train", {"schedule": schedule, "learning_rate": rate, "max_epochs": args.epochs})
+    except ConfigError as exc:
+        parser.error(f"{args.variant}: {exc}")
+    train_cfg = cfg.train
     data = load_dataset(PROCESSED)
     x_train, x_val = scale(data.x_train[: args.train_images]), scale(data.x_val[: args.val_images])
     keras.utils.set_random_seed(cfg.seed)
