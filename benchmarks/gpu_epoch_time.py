@@ -2,9 +2,11 @@
 """Epoch time of the project's LSTM autoencoder for both output heads (Keras 3, JAX backend by default).
 
 Builds the model with ``lstm_ae.model.build_autoencoder`` and compiles it with
-``lstm_ae.training.compile_autoencoder`` (Adam + MSE), then trains on random float32
-sequences of the real shape (32, 96): one warm-up epoch (XLA compilation included, reported
-separately) and N timed epochs. Timing does not depend on the values.
+``lstm_ae.training.compile_autoencoder`` (Adam + MSE, params.yaml's learning-rate schedule),
+then trains on random float32 sequences of the real shape (32, 96): one warm-up epoch (XLA
+compilation included, reported separately) and N timed epochs. Timing does not depend on the
+values. ``--model report`` (the default) is the report's architecture; ``--model default`` is
+params.yaml's model section (bidirectional, row index and all); ``--heads`` sets the head.
 
 It also records whether Keras sent each LSTM to cuDNN: Keras 3's JAX backend implements
 ``backend.lstm`` with ``jax.experimental.rnn.lstm`` (a cuDNN custom call) when the GPU is the
@@ -42,7 +44,7 @@ import numpy as np  # noqa: E402
 import keras  # noqa: E402
 from keras.src import backend as kbackend  # noqa: E402
 
-from lstm_ae.config import ModelConfig  # noqa: E402
+from lstm_ae.config import REPORT_MODEL, load_config  # noqa: E402
 from lstm_ae.model import build_autoencoder  # noqa: E402
 from lstm_ae.sequences import FEATURES, ROWS  # noqa: E402
 from lstm_ae.training import compile_autoencoder  # noqa: E402
@@ -170,8 +172,11 @@ def run_variant(head: str, cudnn: bool, x_train, x_val, args) -> dict:
     keras.backend.clear_session()
     gc.collect()
     keras.utils.set_random_seed(args.seed)
-    cfg = ModelConfig(encoder_widths=(512, 256), decoder_widths=(256,), head=head)
-    model = compile_autoencoder(build_autoencoder(cfg), args.lr)
+    params = load_config(ROOT / "params.yaml")
+    model_cfg = (REPORT_MODEL if args.model == "report" else params.model).model_copy(update={"head": head})
+    train_cfg = params.train.model_copy(update={"learning_rate": args.lr, "batch_size": args.batch_size, "max_epochs": 1 + args.epochs})
+    steps = -(-len(x_train) // args.batch_size)
+    model = compile_autoencoder(build_autoencoder(model_cfg), train_cfg, steps)
     timer = EpochTimer()
     t0 = time.perf_counter()
     model.fit(
@@ -190,6 +195,7 @@ def run_variant(head: str, cudnn: bool, x_train, x_val, args) -> dict:
     trains = [e["train_s"] for e in timed]
     vals = [e["val_s"] for e in timed]
     res = {
+        "model": args.model,
         "head": head,
         "cudnn_allowed": cudnn,
         "params": int(model.count_params()),
@@ -256,7 +262,7 @@ def render(results: list[dict], info: dict, args) -> str:
             else ""
         )
         + f" on {', '.join(info.get('device_kinds') or info.get('devices') or ['?'])};"
-        f" {args.train} train / {args.val} val sequences ({ROWS}x{FEATURES}), batch {args.batch_size},"
+        f" {args.model} model; {args.train} train / {args.val} val sequences ({ROWS}x{FEATURES}), batch {args.batch_size},"
         f" 1 warm-up + {args.epochs} timed epoch(s)",
         "",
         "| head | cuDNN allowed | params | warm-up epoch s (incl. XLA compile) | epoch s mean | epoch s min"
@@ -289,6 +295,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up epoch")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--model", choices=("report", "default"), default="report",
+                   help="report: the report's architecture; default: params.yaml's model section")
     p.add_argument("--heads", default="lstm,dense")
     p.add_argument(
         "--extra",

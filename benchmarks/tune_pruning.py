@@ -6,7 +6,8 @@ Run in the project root after `dvc repro preprocess` (the full data set), e.g.
 
 Each study runs `lstm-ae tune` with the params.yaml search space (tune.train_images training
 images, tune.max_epochs epochs per trial) into its own journal file under benchmarks/out/, so
-the project's own study is untouched. reports/tune is rewritten by the last study run.
+the project's own study is untouched. It runs in a scratch folder under benchmarks/out/, so
+the project's reports/tune is left alone too (benchmarks/scratch.py).
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ import time
 from pathlib import Path
 
 import optuna
+from scratch import scratch_project
 
 
 def run_study(pruner: str, n_trials: int, storage: Path, name: str) -> float:
+    cwd, env = scratch_project(storage.parent / name)
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "lstm_ae", "tune", "--study-name", name, "--pruner", pruner,
          "--n-trials", str(n_trials), "--storage", str(storage)],
-        check=True,
+        check=True, cwd=cwd, env=env,
     )
     return time.perf_counter() - started
 

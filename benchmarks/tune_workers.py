@@ -8,10 +8,12 @@ Run in the project root after `dvc repro preprocess` (the full data set), e.g.
 
 Each study runs `lstm-ae tune` with a copy of params.yaml whose trials are short (tune.max_epochs
 and tune.train_images below), into a fresh study (its own journal file under benchmarks/out/
-unless --storage is given) and the project's MLflow store. Afterwards it checks both stores:
-trials by state, trial numbers that repeat, trials without exactly one MLflow child run, and
-"database is locked" in the command's output, and each trial's resident memory at its end (in
-trial order: with several trials per process it shows what a process keeps from trial to trial).
+unless --storage is given) and the project's MLflow store. It runs in a scratch folder under
+benchmarks/out/, so the project's reports/tune is left alone (benchmarks/scratch.py). Afterwards
+it checks both stores: trials by state, trial numbers that repeat, trials without exactly one
+MLflow child run, and "database is locked" in the command's output, and each trial's resident
+memory at its end (in trial order: with several trials per process it shows what a process keeps
+from trial to trial).
 Prints one JSON line per study.
 """
 
@@ -30,15 +32,17 @@ import optuna
 import yaml
 
 from lstm_ae import tracking, tuning
+from scratch import scratch_project
 
 
 def run_study(params: Path, name: str, storage: str, workers: int, per_process: int, n_trials: int) -> tuple[float, str]:
+    cwd, env = scratch_project(params.parent / name, params)
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "lstm_ae", "tune", "--params", str(params), "--study-name", name,
+        [sys.executable, "-m", "lstm_ae", "tune", "--study-name", name,
          "--storage", storage, "--workers", str(workers), "--trials-per-process", str(per_process),
          "--n-trials", str(n_trials)],
-        capture_output=True, text=True,
+        capture_output=True, text=True, cwd=cwd, env=env,
     )
     seconds = time.perf_counter() - started
     if result.returncode != 0:
