@@ -159,6 +159,42 @@ def test_four_processes_writing_to_the_sqlite_store_at_once_lose_nothing(tmp_pat
     assert all(len(client.get_metric_history(r.info.run_id, "val_loss")) == 40 for r in runs)
 
 
+def open_store_after(barrier, root: str) -> str:
+    """What a train stage or a queued experiment does first: open the project's store."""
+    import os
+
+    os.chdir(root)
+    barrier.wait()
+    try:
+        return tracking.use_project_store()
+    except Exception as exc:  # noqa: BLE001 - the test reports every failure
+        return f"error: {str(exc).splitlines()[0]}"
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_store_at_once_share_one_experiment(tmp_path: Path) -> None:
+    """Four processes opening a store that does not exist yet (parallel queued experiments on a
+    fresh clone). Unserialised, MLflow's first-open migration fails in all but one of them
+    ("table _alembic_tmp_experiments already exists"), or two create the experiment."""
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, concurrent.futures.ProcessPoolExecutor(4, mp_context=context) as pool:
+        barrier = manager.Barrier(4)  # all four open the store the moment the last is ready
+        ids = list(pool.map(open_store_after, [barrier] * 4, [str(tmp_path)] * 4))
+    assert len(set(ids)) == 1 and not ids[0].startswith("error"), ids
+    experiments = mlflow.MlflowClient(tracking_uri=tracking.tracking_uri()).search_experiments()
+    assert [e.name for e in experiments if e.name != "Default"] == [tracking.EXPERIMENT]
+
+
+def test_a_store_locked_for_too_long_fails_naming_the_lock_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from filelock import FileLock
+
+    monkeypatch.setattr(tracking, "STORE_LOCK_TIMEOUT_S", 0.2)
+    with FileLock(str(tmp_path / "mlflow.db.lock")):  # another holder: flock knows no owner but the open file
+        with pytest.raises(tracking.StoreBusyError, match=r"held .*mlflow\.db\.lock for 0\.2 s"):
+            tracking.use_project_store()
+    assert not (tmp_path / "mlflow.db").exists()  # nothing touched the store
+
+
 def logged_run(keras_file: Path) -> str:
     """A finished run holding a logged reconstruction model."""
     with mlflow.start_run() as run:

@@ -80,6 +80,9 @@ def test_an_interrupt_during_training_ends_the_run_killed_and_keeps_the_previous
 ) -> None:
     project = make_tiny_project(tmp_path, model=TINY_MODEL, train={"max_epochs": 1000, "patience": 1000})
     kept = previous_outputs(project)
+    # The store exists before the child starts: this process's client does not take the lock
+    # that serialises creating it, and the two creating it at once fail (tracking._store_lock).
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     # SIGINT's default restored: a test runner started in the background ignores it, and so
     # would the child, which then never sees KeyboardInterrupt.
     # PYTHONFAULTHANDLER: should the child hang, SIGABRT makes it print every thread's stack.
@@ -89,10 +92,9 @@ def test_an_interrupt_during_training_ends_the_run_killed_and_keeps_the_previous
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and process.poll() is None:  # wait for a few epochs
-            run = only_run(project) if (project / "mlflow.db").exists() else None
+            run = only_run(project)
             if run and len(client.get_metric_history(run.info.run_id, "val_loss")) >= 3:
                 break
             time.sleep(0.3)

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from lstm_ae.corruption import Corruption
+from lstm_ae.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +48,53 @@ def use_project_store(experiment: str = EXPERIMENT) -> str:
     """
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
-    if run_id := os.environ.get("MLFLOW_RUN_ID"):
-        # Launched by `mlflow run`, which created a run (in the experiment it was given) for us.
-        return mlflow.get_run(run_id).info.experiment_id
-    found = mlflow.get_experiment_by_name(experiment)
-    if found is not None:
-        experiment_id = found.experiment_id
-    else:
-        location = None if not uri.startswith("sqlite:") else (project_root() / "mlartifacts").as_uri()
-        experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+    with _store_lock(uri):
+        if run_id := os.environ.get("MLFLOW_RUN_ID"):
+            # Launched by `mlflow run`, which created a run (in the experiment it was given) for us.
+            return mlflow.get_run(run_id).info.experiment_id
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is not None:
+            experiment_id = found.experiment_id
+        else:
+            location = None if not uri.startswith("sqlite:") else (project_root() / "mlartifacts").as_uri()
+            experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+STORE_LOCK_TIMEOUT_S = 300
+
+
+class StoreBusyError(UserError):
+    """Another process kept the MLflow store's lock far longer than opening a store takes."""
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Hold ``<store>.lock`` while the first process to open a SQLite store creates it.
+
+    MLflow creates and migrates a new SQLite store on first open, and that is not safe against
+    a second process doing the same (parallel queued experiments on a fresh clone): all but one
+    fail with "table ... already exists". Nor is getting-or-creating the experiment. The OS
+    releases the lock when its holder dies, so a crash leaves nothing stale behind.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(uri.removeprefix("sqlite:///").partition("?")[0] + ".lock")
+    try:
+        lock.acquire(timeout=STORE_LOCK_TIMEOUT_S)
+    except Timeout:
+        raise StoreBusyError(
+            f"another process has held {lock.lock_file} for {STORE_LOCK_TIMEOUT_S} s; "
+            "wait for it to finish (a stuck process: end it), then run again"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def git_commit(root: Path) -> str | None:
