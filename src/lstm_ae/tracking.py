@@ -45,6 +45,7 @@ def use_project_store(experiment: str = EXPERIMENT) -> str:
 
     The experiment's artifact folder is created as an absolute path in the project root, not
     relative to the working directory, or artifacts of queued runs would vanish with their copy.
+    Opening a SQLite store and getting or creating the experiment happen under its lock.
     """
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
@@ -71,12 +72,13 @@ class StoreBusyError(UserError):
 
 @contextlib.contextmanager
 def _store_lock(uri: str) -> Iterator[None]:
-    """Hold ``<store>.lock`` while the first process to open a SQLite store creates it.
+    """Hold ``<store>.lock`` while this process opens a SQLite store, so one at a time creates it.
 
     MLflow creates and migrates a new SQLite store on first open, and that is not safe against
-    a second process doing the same (parallel queued experiments on a fresh clone): all but one
-    fail with "table ... already exists". Nor is getting-or-creating the experiment. The OS
-    releases the lock when its holder dies, so a crash leaves nothing stale behind.
+    a second process doing the same (parallel queued experiments on a fresh clone): the others
+    fail with "table ... already exists" (2 or 3 of 4 in tests/test_tracking.py). Nor is
+    getting-or-creating the experiment. The OS releases the lock when its holder dies, so a
+    crash leaves nothing stale behind. Other programs opening the store do not take it.
     """
     if not uri.startswith("sqlite:///"):
         yield
