@@ -30,6 +30,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import argparse  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
@@ -165,17 +166,16 @@ def _hlo_summary(model, xb) -> dict:
     }
 
 
-def run_variant(head: str, cudnn: bool, x_train, x_val, args) -> dict:
+def run_variant(head: str, cudnn: bool, x_train, x_val, args, params) -> dict:
     global _FORCE_NO_CUDNN
     _FORCE_NO_CUDNN = not cudnn
     _PROBE.clear()
     keras.backend.clear_session()
     gc.collect()
     keras.utils.set_random_seed(args.seed)
-    params = load_config(ROOT / "params.yaml")
     model_cfg = (REPORT_MODEL if args.model == "report" else params.model).model_copy(update={"head": head})
     train_cfg = params.train.model_copy(update={"learning_rate": args.lr, "batch_size": args.batch_size, "max_epochs": 1 + args.epochs})
-    steps = -(-len(x_train) // args.batch_size)
+    steps = math.ceil(len(x_train) / args.batch_size)
     model = compile_autoencoder(build_autoencoder(model_cfg), train_cfg, steps)
     timer = EpochTimer()
     t0 = time.perf_counter()
@@ -311,6 +311,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     start = time.perf_counter()
 
+    params = load_config(ROOT / "params.yaml")  # read once: a bad file fails before any device work
     info = _versions()
     print("versions:", json.dumps(info), flush=True)
 
@@ -343,7 +344,7 @@ def main(argv=None) -> int:
                 continue
         print(f"== head={head} cudnn_allowed={cudnn} (t={elapsed:.0f}s)", flush=True)
         try:
-            r = run_variant(head, cudnn, x_train, x_val, args)
+            r = run_variant(head, cudnn, x_train, x_val, args, params)
         except Exception as exc:
             traceback.print_exc()
             r = {"head": head, "cudnn_allowed": cudnn, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
@@ -352,7 +353,7 @@ def main(argv=None) -> int:
                 print(f"   retrying {head} with cuDNN disabled", flush=True)
                 try:
                     results.append(r)
-                    r = run_variant(head, False, x_train, x_val, args)
+                    r = run_variant(head, False, x_train, x_val, args, params)
                 except Exception as exc2:
                     traceback.print_exc()
                     r = {
