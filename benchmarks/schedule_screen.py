@@ -14,9 +14,10 @@ per variant to benchmarks/out/schedule-screen.jsonl and prints it.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
+
+from scratch import record
 
 
 def main() -> None:
@@ -50,11 +51,7 @@ def main() -> None:
     row = {"variant": args.variant, "model": cfg.model.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
            "train_images": len(x_train), "val_images": len(x_val), "seconds": round(time.perf_counter() - started, 1),
            "val_mse": [round(v, 6) for v in history["val_loss"]]}
-    out = Path("benchmarks/out/schedule-screen.jsonl")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a") as f:
-        f.write(json.dumps(row) + "\n")
-    print(json.dumps(row))
+    record("schedule-screen", row)
 
 
 if __name__ == "__main__":

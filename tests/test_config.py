@@ -99,6 +99,7 @@ MALFORMED = [
     bad("model.decoder_widths", [512, 7], "model.decoder_widths must hold even widths (it has 7)",
         id="bidirectional-odd-decoder-width", named="model.bidirectional"),
     bad("model.row_index", "yes", "valid boolean", id="row-index-word"),
+    bad("model.precision", "float16", "'float32' or 'mixed_bfloat16'", id="precision-unknown"),
     bad("tune.search.row_index", [0, 1], "valid boolean", id="choice-row-index", named="tune.search.row_index.0"),
     bad("train.schedule", "linear", "'constant', 'cosine' or 'cooldown'", id="schedule-unknown"),
     bad("fetch.md5", "z" * 32, "32 hexadecimal", id="md5-not-hex"),
@@ -217,6 +218,7 @@ def test_the_reports_recipe_keeps_the_defaults_code_size() -> None:
     assert REPORT_MODEL.latent_size == load_config(PARAMS).model.latent_size == 256
     assert (REPORT_MODEL.encoder_widths, REPORT_MODEL.decoder_widths, REPORT_MODEL.head) == ((512, 256), (256,), "lstm")
     assert REPORT_MODEL.bidirectional is False and REPORT_MODEL.row_index is False and REPORT_TRAIN.schedule == "constant"
+    assert REPORT_MODEL.precision == "float32"
     assert (REPORT_TRAIN.learning_rate, REPORT_TRAIN.batch_size, REPORT_TRAIN.max_epochs) == (1e-4, 128, 200)
 
 
@@ -358,9 +360,11 @@ def test_params_from_before_bidirectional_row_index_and_schedule_keep_their_mean
     # Keys added later default to the behaviour that params files written before them had.
     raw = mutated("model.bidirectional", DELETE)
     del raw["model"]["row_index"]
+    raw["model"].pop("precision", None)
     del raw["train"]["schedule"]
     del raw["tune"]["search"]["bidirectional"]
     del raw["tune"]["search"]["row_index"]
     cfg = parse_config(raw)
     assert cfg.model.bidirectional is False and cfg.model.row_index is False and cfg.train.schedule == "constant"
+    assert cfg.model.precision == "float32"
     assert cfg.tune.search.bidirectional == (False,) and cfg.tune.search.row_index == (False,)

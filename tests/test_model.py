@@ -134,3 +134,24 @@ def test_a_saved_row_index_model_loads_in_safe_mode_in_a_fresh_process(tmp_path)
     subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "images.npy"), str(tmp_path / "out.npy")],
                    check=True, capture_output=True)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), keras.ops.convert_to_numpy(model(images)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["lstm", "dense"])
+def test_mixed_bfloat16_computes_in_bfloat16_keeps_float32_weights_and_output(head: str, tmp_path) -> None:
+    cfg = ModelConfig(encoder_widths=(8, 4), decoder_widths=(6,), head=head, bidirectional=True, row_index=True,
+                      precision="mixed_bfloat16")
+    model = build_autoencoder(cfg)
+    plain = build_autoencoder(cfg.model_copy(update={"precision": "float32"}))
+    assert model.count_params() == plain.count_params()  # the same model, only the arithmetic differs
+    assert all(w.dtype == "float32" for w in model.weights)
+    inner = [layer for layer in model.layers[1:-1]]
+    assert inner and all(layer.dtype_policy.name == "mixed_bfloat16" for layer in inner)
+    assert all(layer.compute_dtype == "bfloat16" for layer in lstms(model))
+    images = np.random.default_rng(0).uniform(0, 1, (2, 32, 96)).astype(np.float32)
+    out = model(images)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32" and model.output_shape == (None, 32, 96)
+    # Saved and loaded, it keeps its policy and gives the same output (what evaluate and serve load).
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert loaded.get_layer("decoder_lstm_1").dtype_policy.name == "mixed_bfloat16"
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(images)), keras.ops.convert_to_numpy(out))

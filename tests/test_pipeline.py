@@ -303,7 +303,8 @@ def test_exp_run_with_a_restoration_task_retrains_and_reports_the_floor(pipeline
     assert columns == [
         "test_mse", "test_psnr", "test_ssim", "pca_test_mse", "input_test_mse", "input_test_psnr", "input_test_ssim",
         "seed", "task", "corruption.blur_sigma", "corruption.noise_sigma", "model.encoder_widths",
-        "model.decoder_widths", "model.head", "model.bidirectional", "model.row_index", "train.learning_rate", "train.batch_size",
+        "model.decoder_widths", "model.head", "model.bidirectional", "model.row_index", "model.precision", "train.learning_rate",
+        "train.batch_size",
         "train.max_epochs", "train.patience", "train.schedule",
     ]
 

@@ -195,8 +195,9 @@ def test_best_trial_becomes_a_dvc_exp_run_line_that_parses_back() -> None:
     trial = create_trial(value=0.01, params=PARAMS, distributions={k: CategoricalDistribution([v]) for k, v in PARAMS.items()})
     overrides = tuning.best_overrides(trial, CFG.train)
     assert overrides == {
+        # Trials compute in float32, so the line pins it: the trial's score is a float32 one.
         "model": {"encoder_widths": [512, 256], "decoder_widths": [128, 128], "head": "dense", "bidirectional": True,
-                  "row_index": True},
+                  "row_index": True, "precision": "float32"},
         "train": {"learning_rate": 0.001234, "batch_size": 128},
     }
     line = tuning.exp_run_command(overrides)
