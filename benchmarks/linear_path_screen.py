@@ -27,9 +27,8 @@ import argparse
 import time
 from pathlib import Path
 
-from scratch import record
-
 import numpy as np
+from scratch import record
 
 
 def hybrid(model_cfg, pca):
@@ -79,6 +78,7 @@ def main() -> None:
 
     from lstm_ae.config import load_config, override
     from lstm_ae.dataset import load_dataset
+    from lstm_ae.metrics import mse_per_image
     from lstm_ae.model import build_autoencoder
     from lstm_ae.paths import PROCESSED
     from lstm_ae.sequences import scale
@@ -89,7 +89,7 @@ def main() -> None:
     x_train, x_val = scale(data.x_train[: args.train_images]), scale(data.x_val[: args.val_images])
     flat_val = x_val.reshape(len(x_val), -1)
     pca = PCA(cfg.model.latent_size, svd_solver="randomized", random_state=0).fit(x_train.reshape(len(x_train), -1))
-    pca_mse = float(np.mean((np.clip(pca.inverse_transform(pca.transform(flat_val)), 0, 1) - flat_val) ** 2))
+    pca_mse = float(mse_per_image(flat_val, np.clip(pca.inverse_transform(pca.transform(flat_val)), 0, 1)).mean())
     keras.utils.set_random_seed(cfg.seed)
     if args.variant == "default":
         model = build_autoencoder(cfg.model)
@@ -100,7 +100,7 @@ def main() -> None:
     clipped = np.clip(model.predict(x_val, batch_size=256, verbose=0), 0, 1)
     row = {"variant": args.variant, "learning_rate": args.lr, "epochs": args.epochs, "train_images": len(x_train),
            "val_images": len(x_val), "pca_val_mse": round(pca_mse, 6), "val_mse": [round(v, 6) for v in history["val_loss"]],
-           "clipped_val_mse": round(float(np.mean((clipped - x_val) ** 2)), 6),
+           "clipped_val_mse": round(float(mse_per_image(x_val, clipped).mean()), 6),
            "seconds": round(time.perf_counter() - started, 1), "params": model.count_params()}
     record("linear-path-screen", row)
 

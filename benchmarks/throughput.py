@@ -109,7 +109,8 @@ def measure(variant: str, train_images: int, val_images: int, epochs: int, turn_
     model = build_autoencoder(REPORT_MODEL.model_copy(update={"precision": precision}))
     if "unroll" in variant:
         model = _unrolled(model)
-    batch = int(variant.rpartition("_b")[2]) if variant.rpartition("_b")[2].isdigit() else 128
+    suffix = variant.rpartition("_b")[2]  # report_bf16_b512 -> 512; report, report_bf16 -> 128
+    batch = int(suffix) if suffix.isdigit() else 128
     times: list[float] = []
     cpu_times: list[float] = []
 

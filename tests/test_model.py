@@ -144,7 +144,7 @@ def test_mixed_bfloat16_computes_in_bfloat16_keeps_float32_weights_and_output(he
     plain = build_autoencoder(cfg.model_copy(update={"precision": "float32"}))
     assert model.count_params() == plain.count_params()  # the same model, only the arithmetic differs
     assert all(w.dtype == "float32" for w in model.weights)
-    inner = [layer for layer in model.layers[1:-1]]
+    inner = model.layers[1:-1]  # all but the input and the float32 cast
     assert inner and all(layer.dtype_policy.name == "mixed_bfloat16" for layer in inner)
     assert all(layer.compute_dtype == "bfloat16" for layer in lstms(model))
     images = np.random.default_rng(0).uniform(0, 1, (2, 32, 96)).astype(np.float32)
