@@ -55,7 +55,7 @@ def test_real_params_give_the_tuned_model_with_the_reports_code_size_and_split()
     assert cfg.model.decoder_widths == (512,)
     assert cfg.model.head == "dense"
     assert cfg.model.bidirectional is True and cfg.model.row_index is True
-    assert cfg.train.schedule == "cooldown"
+    assert cfg.train.schedule == "cooldown" and cfg.train.global_clipnorm is None
     assert cfg.model.latent_size == 256
     assert cfg.preprocess.val_fraction == 0.2
     assert cfg.seed == 42
@@ -102,6 +102,8 @@ MALFORMED = [
     bad("model.precision", "float16", "'float32' or 'mixed_bfloat16'", id="precision-unknown"),
     bad("tune.search.row_index", [0, 1], "valid boolean", id="choice-row-index", named="tune.search.row_index.0"),
     bad("train.schedule", "linear", "'constant', 'cosine' or 'cooldown'", id="schedule-unknown"),
+    bad("train.global_clipnorm", 0, "greater than 0", id="clipnorm-zero"),
+    bad("train.global_clipnorm", "off", "expected a number", id="clipnorm-word"),
     bad("fetch.md5", "z" * 32, "32 hexadecimal", id="md5-not-hex"),
     bad("fetch.md5", "c58f30108f", "32 hexadecimal", id="md5-short"),
     bad("train.max_epochs", 0, "greater than 0", id="epochs-zero"),
@@ -362,9 +364,10 @@ def test_params_from_before_bidirectional_row_index_and_schedule_keep_their_mean
     del raw["model"]["row_index"]
     raw["model"].pop("precision", None)
     del raw["train"]["schedule"]
+    raw["train"].pop("global_clipnorm", None)
     del raw["tune"]["search"]["bidirectional"]
     del raw["tune"]["search"]["row_index"]
     cfg = parse_config(raw)
     assert cfg.model.bidirectional is False and cfg.model.row_index is False and cfg.train.schedule == "constant"
-    assert cfg.model.precision == "float32"
+    assert cfg.model.precision == "float32" and cfg.train.global_clipnorm is None
     assert cfg.tune.search.bidirectional == (False,) and cfg.tune.search.row_index == (False,)

@@ -305,7 +305,7 @@ def test_exp_run_with_a_restoration_task_retrains_and_reports_the_floor(pipeline
         "seed", "task", "corruption.blur_sigma", "corruption.noise_sigma", "model.encoder_widths",
         "model.decoder_widths", "model.head", "model.bidirectional", "model.row_index", "model.precision", "train.learning_rate",
         "train.batch_size",
-        "train.max_epochs", "train.patience", "train.schedule",
+        "train.max_epochs", "train.patience", "train.schedule", "train.global_clipnorm",
     ]
 
 

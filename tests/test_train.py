@@ -114,3 +114,42 @@ def test_an_interrupt_during_training_ends_the_run_killed_and_keeps_the_previous
     assert f"interrupted ({signal.Signals(signum).name})" in stderr and "Traceback" not in stderr
     assert only_run(project).info.status == "KILLED"
     assert_unchanged(project, kept)
+
+
+# --- bfloat16 on CPUs without bfloat16 instructions ----------------------------------------
+
+EPYC_FLAGS = "flags\t\t: fpu vme avx2 avx512f avx512_vnni avx512_bf16 clzero\n"  # this project's CPU
+
+
+@pytest.mark.parametrize(("cpuinfo", "lacks"), [
+    (EPYC_FLAGS, False),
+    ("flags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n", False),  # Intel Sapphire Rapids
+    ("Features\t: fp asimd sve bf16 i8mm\n", False),  # Arm (Graviton 3)
+    ("flags\t\t: fpu vme avx2 avx512f avx512_vnni\n", True),  # Cascade Lake: emulated
+    ("flags\t\t: fpu avx2 avx512_bf16x\n", True),  # whole flags only
+])
+def test_native_bfloat16_is_read_from_the_cpu_flags(cpuinfo: str, lacks: bool) -> None:
+    assert train_stage.lacks_native_bfloat16(cpuinfo) is lacks
+
+
+@pytest.mark.parametrize(("precision", "flags", "warns"), [
+    ("mixed_bfloat16", "flags : fpu avx2 avx512f\n", True),
+    ("mixed_bfloat16", EPYC_FLAGS, False),
+    ("float32", "flags : fpu avx2 avx512f\n", False),
+])
+def test_mixed_bfloat16_on_a_cpu_without_it_warns_once_naming_the_key(
+    tmp_path: Path, monkeypatch, caplog, precision: str, flags: str, warns: bool
+) -> None:
+    from lstm_ae.config import load_config
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(flags)
+    monkeypatch.setattr(train_stage, "CPU_INFO", cpuinfo)
+    cfg = load_config(Path(__file__).parents[1] / "params.yaml")
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"precision": precision})})
+    with caplog.at_level("WARNING", logger=train_stage.__name__):
+        train_stage.warn_if_bfloat16_is_emulated(cfg)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == (1 if warns else 0)
+    if warns:
+        assert "model.precision is mixed_bfloat16" in messages[0] and "model.precision: float32" in messages[0]

@@ -221,3 +221,15 @@ def test_fit_with_a_decaying_schedule_learns_and_the_model_saves_with_its_optimi
     loaded = keras.models.load_model(tmp_path / "model.keras")
     assert type(loaded.optimizer.learning_rate) is type(model.optimizer.learning_rate)
     np.testing.assert_allclose(loaded.predict(gradients(4, 2), verbose=0), model.predict(gradients(4, 2), verbose=0), atol=1e-6)
+
+
+def test_fit_with_a_gradient_clip_learns_and_the_clip_is_saved_with_the_optimizer(model: keras.Model, tmp_path) -> None:
+    history = fit(model, gradients(64, 0), gradients(16, 1), train_config(global_clipnorm=0.05), verbose=0)
+    assert history["loss"][-1] < history["loss"][0]
+    assert model.optimizer.global_clipnorm == 0.05
+    model.save(tmp_path / "model.keras")
+    assert keras.models.load_model(tmp_path / "model.keras").optimizer.global_clipnorm == 0.05
+
+
+def test_no_clip_by_default_as_in_the_report() -> None:
+    assert train_config().global_clipnorm is None

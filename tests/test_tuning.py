@@ -41,6 +41,8 @@ def test_a_trial_becomes_the_pipelines_model_and_train_configs() -> None:
     assert model.head == "dense" and model.bidirectional is True and model.row_index is True
     assert (train.learning_rate, train.batch_size, train.max_epochs) == (0.0012345, 128, 3)
     assert (train.patience, train.schedule) == (CFG.train.patience, CFG.train.schedule)
+    clipped = CFG.train.model_copy(update={"global_clipnorm": 0.05})
+    assert tuning.configs_from_params(PARAMS, clipped)[1].global_clipnorm == 0.05  # trials inherit the clip
 
 
 def test_a_trial_from_before_the_bidirectional_and_row_index_choices_has_neither() -> None:

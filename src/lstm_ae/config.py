@@ -138,6 +138,10 @@ class TrainConfig(_Section):
     # over the first tenth of max_epochs, then decay to zero at max_epochs (a fixed budget).
     # cooldown: constant for the first four fifths of max_epochs, then linearly down to zero.
     schedule: Literal["constant", "cosine", "cooldown"] = "constant"
+    # Adam's global_clipnorm: scale every step's gradients down so that their joint L2 norm is at
+    # most this (null: no clipping). It caps the rare huge step that can throw an LSTM off a good
+    # solution at a high rate; ordinary steps of the default model have norms of about 0.03-0.05.
+    global_clipnorm: Annotated[Float, Field(gt=0)] | None = None
 
 
 # The report's model and recipe, now that params.yaml's default is the tuned model: what the

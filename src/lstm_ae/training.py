@@ -88,8 +88,9 @@ def learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> float | keras.optim
 
 
 def compile_autoencoder(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> keras.Model:
-    """Adam on mean squared error, the report's objective."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate(cfg, steps_per_epoch)), loss="mse")
+    """Adam on mean squared error, the report's objective; gradients clipped if ``cfg.global_clipnorm``."""
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(cfg, steps_per_epoch), global_clipnorm=cfg.global_clipnorm)
+    model.compile(optimizer=optimizer, loss="mse")
     return model
 
 

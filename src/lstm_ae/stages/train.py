@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import keras
 import mlflow
@@ -17,6 +18,30 @@ from lstm_ae.paths import HISTORY, LOSS_FIGURE, MODEL, PROCESSED, RUN_INFO
 from lstm_ae.training import fit
 
 log = logging.getLogger(__name__)
+
+CPU_INFO = Path("/proc/cpuinfo")
+# CPU flags (x86 and Arm, as Linux names them) for native bfloat16 arithmetic.
+NATIVE_BFLOAT16 = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def lacks_native_bfloat16(cpuinfo: str) -> bool:
+    """True if /proc/cpuinfo's text names no bfloat16 flag: TensorFlow then emulates bfloat16 on
+    this CPU, and model.precision mixed_bfloat16 was only measured to pay off with the flag."""
+    return NATIVE_BFLOAT16.isdisjoint(cpuinfo.split())
+
+
+def warn_if_bfloat16_is_emulated(cfg: Config) -> None:
+    """One warning before a long fit, when mixed_bfloat16 runs on a CPU (no GPU) without the flag.
+    Silent where /proc/cpuinfo does not exist (not Linux): nothing to judge by."""
+    if cfg.model.precision != "mixed_bfloat16" or not CPU_INFO.exists():
+        return
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU") and lacks_native_bfloat16(CPU_INFO.read_text()):
+        log.warning(
+            "model.precision is mixed_bfloat16, but this CPU has no bfloat16 instructions (AVX512_BF16, "
+            "AMX or Arm BF16), so TensorFlow emulates them: float32 may be faster here (model.precision: float32)"
+        )
 
 
 def history_csv(history: dict[str, list[float]]) -> str:
@@ -33,6 +58,7 @@ def run(cfg: Config) -> dict[str, list[float]]:
     The run stays open for the evaluate stage: its id goes to models/mlflow_run.json.
     """
     keras.utils.set_random_seed(cfg.seed)
+    warn_if_bfloat16_is_emulated(cfg)
     data = load_dataset(PROCESSED).scaled()
     model = build_autoencoder(cfg.model)
     tracking.use_project_store()

@@ -37,6 +37,7 @@ def study_settings(cfg: Config, data_md5: str) -> dict:
         "tune.val_images": cfg.tune.val_images,
         "train.patience": cfg.train.patience,
         "train.schedule": cfg.train.schedule,
+        "train.global_clipnorm": cfg.train.global_clipnorm,
         "seed": cfg.seed,
         "task": cfg.task,
         "corruption": cfg.input_corruption.strength,
