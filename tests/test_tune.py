@@ -192,15 +192,19 @@ def test_a_study_keeps_its_settings_and_names_what_changed() -> None:
         tune_stage.check_settings(study, changed)
 
 
-def test_a_study_from_before_gradient_clipping_continues_unclipped_and_refuses_a_clip() -> None:
+def test_a_study_from_before_clipping_and_precision_continues_as_it_ran_and_refuses_other_values() -> None:
     cfg = load_config(REPO / "params.yaml")
     settings = tune_stage.study_settings(cfg, "a" * 32)
     study = optuna.create_study()
-    study.set_user_attr(tune_stage.SETTINGS_ATTR, {k: v for k, v in settings.items() if k != "train.global_clipnorm"})
-    tune_stage.check_settings(study, settings)  # params.yaml's null: the same trials as before
+    added = ("train.global_clipnorm", "model.precision")
+    study.set_user_attr(tune_stage.SETTINGS_ATTR, {k: v for k, v in settings.items() if k not in added})
+    tune_stage.check_settings(study, settings)  # params.yaml's null and float32: the same trials as before
     clipped = cfg.model_copy(update={"train": cfg.train.model_copy(update={"global_clipnorm": 0.05})})
     with pytest.raises(tune_stage.TuneError, match=r"other train.global_clipnorm;"):
         tune_stage.check_settings(study, tune_stage.study_settings(clipped, "a" * 32))
+    bf16 = cfg.model_copy(update={"model": cfg.model.model_copy(update={"precision": "mixed_bfloat16"})})
+    with pytest.raises(tune_stage.TuneError, match=r"other model.precision;"):
+        tune_stage.check_settings(study, tune_stage.study_settings(bf16, "a" * 32))
 
 
 # --- trials run in this process, with the objective patched -------------------------------

@@ -43,6 +43,14 @@ def test_a_trial_becomes_the_pipelines_model_and_train_configs() -> None:
     assert (train.patience, train.schedule) == (CFG.train.patience, CFG.train.schedule)
     clipped = CFG.train.model_copy(update={"global_clipnorm": 0.05})
     assert tuning.configs_from_params(PARAMS, clipped)[1].global_clipnorm == 0.05  # trials inherit the clip
+    assert model.precision == "float32"
+
+
+def test_trials_and_the_best_trials_line_compute_in_the_pipelines_precision() -> None:
+    model, _ = tuning.configs_from_params(PARAMS, CFG.train, precision="mixed_bfloat16")
+    assert model.precision == "mixed_bfloat16"
+    trial = create_trial(value=0.01, params=PARAMS, distributions={k: CategoricalDistribution([v]) for k, v in PARAMS.items()})
+    assert tuning.best_overrides(trial, CFG.train, "mixed_bfloat16")["model"]["precision"] == "mixed_bfloat16"
 
 
 def test_a_trial_from_before_the_bidirectional_and_row_index_choices_has_neither() -> None:
@@ -197,7 +205,7 @@ def test_best_trial_becomes_a_dvc_exp_run_line_that_parses_back() -> None:
     trial = create_trial(value=0.01, params=PARAMS, distributions={k: CategoricalDistribution([v]) for k, v in PARAMS.items()})
     overrides = tuning.best_overrides(trial, CFG.train)
     assert overrides == {
-        # Trials compute in float32, so the line pins it: the trial's score is a float32 one.
+        # The line pins the precision the trials computed in (params.yaml's, here float32).
         "model": {"encoder_widths": [512, 256], "decoder_widths": [128, 128], "head": "dense", "bidirectional": True,
                   "row_index": True, "precision": "float32"},
         "train": {"learning_rate": 0.001234, "batch_size": 128},

@@ -213,7 +213,8 @@ def work(
     tags = {"optuna.study_name": tune.study_name, **tracking.run_tags(data_md5), **tracking.task_tags(cfg.input_corruption)}
     tracker = functools.partial(_trial_run, parent_id=parent_id, experiment_id=experiment_id, tags=tags)
     objective = tuning.Objective(
-        x_train, x_val, tune.search, cfg.train, tune.max_epochs, cfg.seed, tracker, cfg.input_corruption
+        x_train, x_val, tune.search, cfg.train, tune.max_epochs, cfg.seed, tracker, cfg.input_corruption,
+        cfg.model.precision,
     )
     optimize(study, objective, n_trials, tune.n_trials, deadline)
 

@@ -62,9 +62,13 @@ def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
 
 
 def configs_from_params(
-    params: Mapping[str, Any], train: TrainConfig, max_epochs: int | None = None
+    params: Mapping[str, Any], train: TrainConfig, max_epochs: int | None = None, precision: str = "float32"
 ) -> tuple[ModelConfig, TrainConfig]:
-    """Map trial parameters to the pipeline's ModelConfig and TrainConfig (validated again)."""
+    """Map trial parameters to the pipeline's ModelConfig and TrainConfig (validated again).
+
+    Like the train keys outside the search, ``precision`` comes from the pipeline's params
+    (model.precision), so a study on a bfloat16 CPU can compute in bfloat16 too.
+    """
     model = ModelConfig(
         encoder_widths=(params["encoder_width"],) * params["encoder_layers"] + (params["latent_size"],),
         decoder_widths=(params["decoder_width"],) * params["decoder_layers"],
@@ -72,6 +76,7 @@ def configs_from_params(
         # Absent from the trials of studies that began before these choices existed.
         bidirectional=params.get("bidirectional", False),
         row_index=params.get("row_index", False),
+        precision=precision,
     )
     update = {"learning_rate": params["learning_rate"], "batch_size": params["batch_size"]}
     if max_epochs is not None:
@@ -171,14 +176,15 @@ class Objective:
         seed: int,
         tracker: Tracker,
         corruption: Corruption = IDENTITY,
+        precision: str = "float32",
     ) -> None:
         self.x_train, self.x_val = x_train, x_val
         self.space, self.train, self.max_epochs, self.seed = space, train, max_epochs, seed
-        self.tracker, self.corruption = tracker, corruption
+        self.tracker, self.corruption, self.precision = tracker, corruption, precision
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = suggest_params(trial, self.space)
-        model_cfg, train_cfg = configs_from_params(params, self.train, self.max_epochs)
+        model_cfg, train_cfg = configs_from_params(params, self.train, self.max_epochs, self.precision)
         keras.utils.set_random_seed(self.seed + trial.number)
         with self.tracker(trial, model_cfg, train_cfg) as (callbacks, results), _fresh_keras():
             model = build_autoencoder(model_cfg)
@@ -208,9 +214,9 @@ def trial_epochs(study: optuna.Study) -> int:
     return sum(len(t.intermediate_values) for t in study.get_trials(deepcopy=False))
 
 
-def best_overrides(trial: FrozenTrial, train: TrainConfig) -> dict[str, dict[str, Any]]:
+def best_overrides(trial: FrozenTrial, train: TrainConfig, precision: str = "float32") -> dict[str, dict[str, Any]]:
     """The params.yaml values that the best trial stands for (epochs stay the pipeline's own)."""
-    model, tuned = configs_from_params(trial.params, train)
+    model, tuned = configs_from_params(trial.params, train, precision=precision)
     return {
         "model": model.model_dump(mode="json"),  # every model key, so none keeps the pipeline's value
         "train": {"learning_rate": float(f"{tuned.learning_rate:.4g}"), "batch_size": tuned.batch_size},

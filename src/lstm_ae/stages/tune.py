@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 PARENT_ATTR = "mlflow_parent_run_id"
 SETTINGS_ATTR = "settings"
+# Settings that studies began recording later, with the value that every earlier trial used.
+ADDED_SETTINGS = {"train.global_clipnorm": None, "model.precision": "float32"}
 
 
 def study_settings(cfg: Config, data_md5: str) -> dict:
@@ -38,6 +40,7 @@ def study_settings(cfg: Config, data_md5: str) -> dict:
         "train.patience": cfg.train.patience,
         "train.schedule": cfg.train.schedule,
         "train.global_clipnorm": cfg.train.global_clipnorm,
+        "model.precision": cfg.model.precision,
         "seed": cfg.seed,
         "task": cfg.task,
         "corruption": cfg.input_corruption.strength,
@@ -51,6 +54,7 @@ def check_settings(study: optuna.Study, settings: dict) -> None:
     if earlier is None:
         study.set_user_attr(SETTINGS_ATTR, settings)
         return
+    earlier = {**ADDED_SETTINGS, **earlier}  # a study from before a setting existed ran with its old value
     changed = sorted(key for key in settings.keys() | earlier.keys() if settings.get(key) != earlier.get(key))
     if changed:
         raise TuneError(
@@ -114,7 +118,7 @@ def _report(cfg: Config, study: optuna.Study, parent_id: str) -> dict:
             "Check the failed trials' `error` tag in MLflow, then run the same command again"
         )
     best = study.best_trial
-    overrides = tuning.best_overrides(best, cfg.train)
+    overrides = tuning.best_overrides(best, cfg.train, cfg.model.precision)
     command = tuning.exp_run_command(overrides)
     importances = tuning.param_importances(study, cfg.seed)
     summary = {
