@@ -196,8 +196,7 @@ def test_a_study_from_before_clipping_and_precision_continues_as_it_ran_and_refu
     cfg = load_config(REPO / "params.yaml")
     settings = tune_stage.study_settings(cfg, "a" * 32)
     study = optuna.create_study()
-    added = ("train.global_clipnorm", "model.precision")
-    study.set_user_attr(tune_stage.SETTINGS_ATTR, {k: v for k, v in settings.items() if k not in added})
+    study.set_user_attr(tune_stage.SETTINGS_ATTR, {k: v for k, v in settings.items() if k not in tune_stage.ADDED_SETTINGS})
     tune_stage.check_settings(study, settings)  # params.yaml's null and float32: the same trials as before
     clipped = cfg.model_copy(update={"train": cfg.train.model_copy(update={"global_clipnorm": 0.05})})
     with pytest.raises(tune_stage.TuneError, match=r"other train.global_clipnorm;"):
