@@ -33,15 +33,16 @@ TINY_SEARCH = {
 }
 
 
-def make_project(root: Path, **tune: object) -> Path:
-    """A project folder with a tiny processed data set and params.yaml set for fast trials.
+def make_project(root: Path, train: dict | None = None, **tune: object) -> Path:
+    """A project folder with a tiny processed data set and params.yaml set for fast trials
+    (``train`` updates the train section).
 
     A worker process runs up to 3 trials (a fresh process costs ~10 s of CPU, mostly
     TensorFlow's import); the `studied` fixture keeps the default of one."""
     settings = {
         "study_name": "tiny", "n_trials": 4, "max_epochs": 2, "train_images": 96, "val_images": 48, "trials_per_process": 3,
     }
-    return make_tiny_project(root, tune={**settings, "search": TINY_SEARCH, **tune})
+    return make_tiny_project(root, train=train or {}, tune={**settings, "search": TINY_SEARCH, **tune})
 
 
 def tune_cli(project: Path, *options: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -106,7 +107,25 @@ def wait_for_trials(process: subprocess.Popen, study: Callable[[], optuna.Study]
             if running and set(states) <= {t.state for t in trials}:
                 return running
         time.sleep(0.3)
-    raise AssertionError(f"no trial in {states} within 300 s; the command exited with {process.poll()}")
+    raise AssertionError(
+        f"no trial running beside {states or 'nothing'} seen in {time.monotonic() - deadline + 300:.0f} s; "
+        f"the command's exit status: {process.poll()}. "
+        f"Trials: {_describe(study)}. Its stderr ends:\n{_stderr_tail(process)}"
+    )
+
+
+def _describe(study: Callable[[], optuna.Study]) -> str:
+    """Each trial's state and user attributes, or why the study could not be read."""
+    try:
+        return "; ".join(f"{t.number} {t.state.name} {t.user_attrs}" for t in study().trials) or "none"
+    except Exception as exc:  # noqa: BLE001 - this only explains a failure already found
+        return f"unreadable ({type(exc).__name__}: {exc})"
+
+
+def _stderr_tail(process: subprocess.Popen, chars: int = 3000) -> str:
+    if process.poll() is None or process.stderr is None:
+        return "(still running)"
+    return process.stderr.read()[-chars:]
 
 
 def free_port() -> int:

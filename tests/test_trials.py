@@ -98,7 +98,11 @@ def test_a_worker_lost_on_another_machine_is_failed_by_optunas_heartbeat(tmp_pat
     trial is then made to look as if it ran on another machine, where this machine cannot see
     its process; only the heartbeat tells that it stopped."""
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    project = make_project(tmp_path, n_trials=3, max_epochs=40, pruner="none", storage=url, heartbeat_s=1)
+    # 60 epochs without early stopping: each trial lasts seconds, far longer than one poll of
+    # the study (a trial on random images that stops early could end between two polls).
+    project = make_project(
+        tmp_path, train={"patience": 1000}, n_trials=3, max_epochs=60, pruner="none", storage=url, heartbeat_s=1
+    )
     optuna.storages.RDBStorage(url)  # its tables, made before the command and this test both poll
     process = start_tune(project)
     try:
