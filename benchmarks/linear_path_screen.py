@@ -10,12 +10,15 @@ driven by what the LSTMs add. Variants, each in its own process on the same subs
   default      model.* of params.yaml, as `dvc repro` trains it
   hybrid_pca   the hybrid above, linear paths initialised from PCA
   hybrid_rand  the same hybrid with the linear paths randomly initialised
+  hybrid_frozen  hybrid_pca with the linear paths frozen at PCA: only the LSTMs (and the
+               Dense layers that add them) train, so the rate cannot push PCA's part away
 
 Run in the project root after `dvc repro preprocess`, as on 2026-11-30 (results in
 benchmarks/results/linear-path-screen-2026-11-30.jsonl):
 
     for v in "hybrid_pca --lr 0.001" "default --lr 0.003" "hybrid_pca --lr 0.0003" "hybrid_rand --lr 0.003"; do
         python benchmarks/linear_path_screen.py $v --epochs 4; done
+    for lr in 0.001 0.003; do python benchmarks/linear_path_screen.py hybrid_frozen --lr $lr --epochs 4; done
 
 Appends one JSON line per variant to benchmarks/out/linear-path-screen.jsonl (validation MSE per
 epoch, and clipped to [0, 1] at the end) beside the PCA validation MSE on the same images.
@@ -66,7 +69,7 @@ def hybrid(model_cfg, pca):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("variant", choices=("default", "hybrid_pca", "hybrid_rand"))
+    parser.add_argument("variant", choices=("default", "hybrid_pca", "hybrid_rand", "hybrid_frozen"))
     parser.add_argument("--lr", type=float, default=0.003, help="train.learning_rate (the schedule is params.yaml's)")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--train-images", type=int, default=10000)
@@ -94,7 +97,10 @@ def main() -> None:
     if args.variant == "default":
         model = build_autoencoder(cfg.model)
     else:
-        model = hybrid(cfg.model, pca if args.variant == "hybrid_pca" else None)
+        model = hybrid(cfg.model, None if args.variant == "hybrid_rand" else pca)
+        if args.variant == "hybrid_frozen":
+            for name in ("linear_encoder", "linear_decoder"):
+                model.get_layer(name).trainable = False
     started = time.perf_counter()
     history = fit(model, x_train, x_val, cfg.train, verbose=2)
     clipped = np.clip(model.predict(x_val, batch_size=256, verbose=0), 0, 1)

@@ -16,9 +16,9 @@ LSTM(96, sigmoid), Adam 1e-4, MSE):
   report_unroll as report with every LSTM unrolled (unroll=True: the 32 steps become straight-line
                 graph code instead of a while loop; same weights, same math)
   report_unroll_b256  as report_unroll with batch 256
-  report_b512, report_b1024  as report with batch 512, 1024
+  report_b512, report_b1024, report_b2048  as report with batch 512, 1024, 2048
   report_bf16   as report with model.precision mixed_bfloat16 (bfloat16 math, float32 weights)
-  report_bf16_b512, report_bf16_b1024  as report_bf16 with batch 512, 1024
+  report_bf16_b512, report_bf16_b1024, report_bf16_b2048  as report_bf16 with batch 512, 1024, 2048
 
 Each variant trains --epochs epochs in its own process. The processes start together but take
 turns, one epoch at a time, in forward order in even rounds and reverse order in odd ones
@@ -49,7 +49,8 @@ from pathlib import Path
 from lstm_ae import atomic
 
 VARIANTS = ("report", "ours", "report_b256", "report_xla", "report_xla_b256", "report_unroll", "report_unroll_b256",
-            "report_b512", "report_b1024", "report_bf16", "report_bf16_b512", "report_bf16_b1024")
+            "report_b512", "report_b1024", "report_b2048", "report_bf16", "report_bf16_b512", "report_bf16_b1024",
+            "report_bf16_b2048")
 TURN_TIMEOUT_S = 3600  # a variant that waits longer than this for its turn gives up
 
 
