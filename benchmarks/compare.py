@@ -14,7 +14,8 @@ Contenders:
            since 2026-11-29 the best trial of the README's tuning study made bidirectional,
            encoder LSTM(256) (2 x 128), decoder LSTM(512) (2 x 256), dense head, Adam 0.00177,
            and (later that day) with the one-hot row index beside the code (model.row_index),
-           then (that evening) at Adam 0.003 with a cooldown over the last fifth of 8 epochs.
+           then (that evening) at Adam 0.003 with a cooldown over the last fifth of 8 epochs,
+           and since 2026-11-30 08:00 UTC at batch 64 (before: 128).
            Earlier defaults: the report's architecture at Adam 1e-3 (`default` in the run of
            2026-11-28 in benchmarks/results), then the same tuned trial one-way (`tuned` there)
   pca      PCA with as many components as the default's latent size, fitted on the training images
