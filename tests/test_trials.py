@@ -99,7 +99,8 @@ def test_a_worker_lost_on_another_machine_is_failed_by_optunas_heartbeat(tmp_pat
     its process; only the heartbeat tells that it stopped."""
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     # 60 epochs without early stopping: each trial lasts seconds, far longer than one poll of
-    # the study (a trial on random images that stops early could end between two polls).
+    # the study. (A CI run once saw none of 3 trials running, cause not found; wait_for_trials
+    # then prints the trials and the command's stderr.)
     project = make_project(
         tmp_path, train={"patience": 1000}, n_trials=3, max_epochs=60, pruner="none", storage=url, heartbeat_s=1
     )
