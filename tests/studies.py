@@ -99,8 +99,8 @@ def start_tune(project: Path, *options: str) -> subprocess.Popen:
 
 def wait_for_trials(process: subprocess.Popen, study: Callable[[], optuna.Study], *states: TrialState) -> list:
     """Poll the study until it holds a trial in each of ``states``; the trials then RUNNING."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
+    started = time.monotonic()
+    while time.monotonic() < started + 300 and process.poll() is None:
         with contextlib.suppress(KeyError):  # the study is not created yet
             trials = study().trials
             running = [t for t in trials if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
@@ -108,7 +108,7 @@ def wait_for_trials(process: subprocess.Popen, study: Callable[[], optuna.Study]
                 return running
         time.sleep(0.3)
     raise AssertionError(
-        f"no trial running beside {states or 'nothing'} seen in {time.monotonic() - deadline + 300:.0f} s; "
+        f"no trial running beside {states or 'nothing'} seen in {time.monotonic() - started:.0f} s; "
         f"the command's exit status: {process.poll()}. "
         f"Trials: {_describe(study)}. Its stderr ends:\n{_stderr_tail(process)}"
     )
