@@ -19,6 +19,9 @@ LSTM(96, sigmoid), Adam 1e-4, MSE):
   report_b512, report_b1024, report_b2048  as report with batch 512, 1024, 2048
   report_bf16   as report with model.precision mixed_bfloat16 (bfloat16 math, float32 weights)
   report_bf16_b512, report_bf16_b1024, report_bf16_b2048  as report_bf16 with batch 512, 1024, 2048
+  report_hoisted  as report with each LSTM's input projection computed once per sequence outside
+                its loop (benchmarks/hoisted_lstm.py: same parameters, same function)
+  report_hoisted_b1024  as report_hoisted with batch 1024
 
 Each variant trains --epochs epochs in its own process. The processes start together but take
 turns, one epoch at a time, in forward order in even rounds and reverse order in odd ones
@@ -50,7 +53,7 @@ from lstm_ae import atomic
 
 VARIANTS = ("report", "ours", "report_b256", "report_xla", "report_xla_b256", "report_unroll", "report_unroll_b256",
             "report_b512", "report_b1024", "report_b2048", "report_bf16", "report_bf16_b512", "report_bf16_b1024",
-            "report_bf16_b2048")
+            "report_bf16_b2048", "report_hoisted", "report_hoisted_b1024")
 TURN_TIMEOUT_S = 3600  # a variant that waits longer than this for its turn gives up
 
 
@@ -108,6 +111,12 @@ def measure(variant: str, train_images: int, val_images: int, epochs: int, turn_
     keras.utils.set_random_seed(42)
     precision = "mixed_bfloat16" if "bf16" in variant else "float32"
     model = build_autoencoder(REPORT_MODEL.model_copy(update={"precision": precision}))
+    if "hoisted" in variant:
+        from hoisted_lstm import build_hoisted_report, copy_weights
+
+        hoisted = build_hoisted_report()
+        copy_weights(model, hoisted)  # the same starting point as the report's
+        model = hoisted
     if "unroll" in variant:
         model = _unrolled(model)
     suffix = variant.rpartition("_b")[2]  # report_bf16_b512 -> 512; report, report_bf16 -> 128
