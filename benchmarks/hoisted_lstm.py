@@ -11,14 +11,10 @@ difference of their outputs. throughput.py times it as the variants report_hoist
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import keras
 from keras import ops
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from lstm_ae.sequences import FEATURES, ROWS  # noqa: E402
+from lstm_ae.sequences import FEATURES, ROWS
 
 
 class ProjectedLSTMCell(keras.layers.Layer):
@@ -64,14 +60,17 @@ def build_hoisted_report() -> keras.Model:
     return keras.Model(inputs, outputs, name="hoisted_report")
 
 
-def copy_weights(keras_model: keras.Model, hoisted: keras.Model) -> None:
-    """Give ``hoisted`` the weights of the Keras-LSTM model (kernel and bias to the Dense, the rest to the cell)."""
+def hoisted_copy(keras_model: keras.Model) -> keras.Model:
+    """The hoisted report model with ``keras_model``'s weights (kernel and bias to each Dense, the
+    recurrent kernel to each cell), so both start from the same point."""
     weights = []
     for layer in keras_model.layers:
         if isinstance(layer, keras.layers.LSTM):
             kernel, recurrent_kernel, bias = layer.get_weights()
             weights += [kernel, bias, recurrent_kernel]
+    hoisted = build_hoisted_report()
     hoisted.set_weights(weights)
+    return hoisted
 
 
 if __name__ == "__main__":
@@ -81,8 +80,8 @@ if __name__ == "__main__":
     from lstm_ae.model import build_autoencoder
 
     keras.utils.set_random_seed(0)
-    reference, hoisted = build_autoencoder(REPORT_MODEL), build_hoisted_report()
-    copy_weights(reference, hoisted)
+    reference = build_autoencoder(REPORT_MODEL)
+    hoisted = hoisted_copy(reference)
     images = np.random.default_rng(0).random((256, ROWS, FEATURES), dtype=np.float32)
     difference = np.abs(reference.predict(images, verbose=0) - hoisted.predict(images, verbose=0)).max()
     print(f"parameters {reference.count_params()} and {hoisted.count_params()}; largest output difference {difference:.2e}")

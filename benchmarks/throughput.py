@@ -112,11 +112,9 @@ def measure(variant: str, train_images: int, val_images: int, epochs: int, turn_
     precision = "mixed_bfloat16" if "bf16" in variant else "float32"
     model = build_autoencoder(REPORT_MODEL.model_copy(update={"precision": precision}))
     if "hoisted" in variant:
-        from hoisted_lstm import build_hoisted_report, copy_weights
+        from hoisted_lstm import hoisted_copy
 
-        hoisted = build_hoisted_report()
-        copy_weights(model, hoisted)  # the same starting point as the report's
-        model = hoisted
+        model = hoisted_copy(model)  # the same starting point as the report's
     if "unroll" in variant:
         model = _unrolled(model)
     suffix = variant.rpartition("_b")[2]  # report_bf16_b512 -> 512; report, report_bf16 -> 128

@@ -13,14 +13,13 @@ from lstm_ae.config import REPORT_MODEL
 from lstm_ae.model import build_autoencoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from hoisted_lstm import build_hoisted_report, copy_weights  # noqa: E402
+from hoisted_lstm import hoisted_copy  # noqa: E402
 
 
 def _pair() -> tuple[keras.Model, keras.Model]:
     keras.utils.set_random_seed(0)
-    reference, hoisted = build_autoencoder(REPORT_MODEL), build_hoisted_report()
-    copy_weights(reference, hoisted)
-    return reference, hoisted
+    reference = build_autoencoder(REPORT_MODEL)
+    return reference, hoisted_copy(reference)
 
 
 def test_the_hoisted_model_computes_the_reports_function() -> None:
@@ -37,7 +36,6 @@ def test_one_training_step_moves_both_models_to_the_same_weights() -> None:
         # Plain SGD: the weights after one step differ by exactly the learning rate times the gradient.
         model.compile(optimizer=keras.optimizers.SGD(10.0), loss="mse")
         model.train_on_batch(images, images)
-    stepped = build_hoisted_report()
-    copy_weights(reference, stepped)
+    stepped = hoisted_copy(reference)
     for expected, actual in zip(stepped.get_weights(), hoisted.get_weights()):
         np.testing.assert_allclose(actual, expected, atol=1e-5)
