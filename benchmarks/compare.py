@@ -10,7 +10,7 @@ Run in the project root after `dvc repro preprocess` (the full data set), e.g.
 Contenders:
   report   the report's model and recipe: LSTM(512) -> LSTM(256) -> RepeatVector -> LSTM(256) ->
            LSTM(96, sigmoid), Adam 1e-4, batch 128, early stopping with patience 10
-  default  model.* and train.* of params.yaml, through lstm_ae.training.fit (what `dvc repro` trains):
+  default  model.* and train.* of params.yaml, through lstm_ae.model.fit.fit (what `dvc repro` trains):
            since 2026-11-29 the best trial of the README's tuning study made bidirectional,
            encoder LSTM(256) (2 x 128), decoder LSTM(512) (2 x 256), dense head, Adam 0.00177,
            and (later that day) with the one-hot row index beside the code (model.row_index),
@@ -65,7 +65,9 @@ def contender(spec: str) -> tuple[str, dict[str, dict]]:
         key, equals, value = item.partition("=")
         section, dot, leaf = key.partition(".")
         if name == "pca" or not equals or not dot or section not in ("model", "train"):
-            raise argparse.ArgumentTypeError(f"{item!r} in {spec!r}: expected model.KEY=VALUE or train.KEY=VALUE after an LSTM contender")
+            raise argparse.ArgumentTypeError(
+                f"{item!r} in {spec!r}: expected model.KEY=VALUE or train.KEY=VALUE after an LSTM contender"
+            )
         changes.setdefault(section, {})[leaf] = yaml.safe_load(value)
     return name, changes
 
@@ -86,17 +88,21 @@ def configs(spec: str, max_epochs: int | None):
 
 
 def _data(train_images: int, val_images: int, test_images: int):
-    from lstm_ae.dataset import load_dataset
+    from lstm_ae.data.dataset import load_dataset
+    from lstm_ae.data.sequences import scale
     from lstm_ae.paths import PROCESSED
-    from lstm_ae.sequences import scale
 
     data = load_dataset(PROCESSED)
-    return (scale(data.x_train[:train_images]), scale(data.x_val[:val_images]), scale(data.x_test[:test_images]))
+    return (
+        scale(data.x_train[:train_images]),
+        scale(data.x_val[:val_images]),
+        scale(data.x_test[:test_images]),
+    )
 
 
 def _scores(clean, recon) -> dict:
     from lstm_ae import metrics
-    from lstm_ae.sequences import to_images
+    from lstm_ae.data.sequences import to_images
 
     mse = metrics.mse_per_image(clean, recon)
     return {
@@ -115,8 +121,8 @@ def measure_lstm(name: str, args: argparse.Namespace) -> dict:
     import keras
     import numpy as np
 
-    from lstm_ae.model import build_autoencoder
-    from lstm_ae.training import fit
+    from lstm_ae.model.autoencoder import build_autoencoder
+    from lstm_ae.model.fit import fit
 
     cfg = configs(name, args.max_epochs)
     model_cfg, train_cfg = cfg.model, cfg.train
@@ -137,10 +143,21 @@ def measure_lstm(name: str, args: argparse.Namespace) -> dict:
             recon = self.model.predict(x_test, batch_size=512, verbose=0)
             test_mse = float(np.mean((recon - x_test) ** 2))
             trained = sum(e["seconds"] for e in epochs) + seconds
-            epochs.append({"epoch": epoch + 1, "seconds": round(seconds, 2), "cpu_s": round(cpu_seconds, 2), "trained_s": round(trained, 1),
-                           "val_mse": float(logs["val_loss"]), "test_mse": test_mse})
-            print(f"{name} epoch {epoch + 1}: {seconds:.0f} s, val {logs['val_loss']:.5f}, test {test_mse:.5f}",
-                  file=sys.stderr, flush=True)
+            epochs.append(
+                {
+                    "epoch": epoch + 1,
+                    "seconds": round(seconds, 2),
+                    "cpu_s": round(cpu_seconds, 2),
+                    "trained_s": round(trained, 1),
+                    "val_mse": float(logs["val_loss"]),
+                    "test_mse": test_mse,
+                }
+            )
+            print(
+                f"{name} epoch {epoch + 1}: {seconds:.0f} s, val {logs['val_loss']:.5f}, test {test_mse:.5f}",
+                file=sys.stderr,
+                flush=True,
+            )
             if trained >= budget_s:
                 self.model.stop_training = True
 
@@ -149,11 +166,17 @@ def measure_lstm(name: str, args: argparse.Namespace) -> dict:
     reached = next((e["trained_s"] for e in epochs if e["test_mse"] <= REPORT_MSE), None)
     steady = float(np.median([e["seconds"] for e in epochs[1:]] or [epochs[0]["seconds"]]))
     return {
-        "contender": name, "model": model_cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
-        "param_count": model.count_params(), **_scores(x_test, recon),
-        "train_wall_s": round(sum(e["seconds"] for e in epochs), 1), "train_cpu_s": round(sum(e["cpu_s"] for e in epochs), 1),
+        "contender": name,
+        "model": model_cfg.model_dump(mode="json"),
+        "train": train_cfg.model_dump(mode="json"),
+        "param_count": model.count_params(),
+        **_scores(x_test, recon),
+        "train_wall_s": round(sum(e["seconds"] for e in epochs), 1),
+        "train_cpu_s": round(sum(e["cpu_s"] for e in epochs), 1),
         "epochs": epochs,
-        "s_to_report_mse": reached, "samples_per_s": round(len(x_train) / steady, 1), "peak_rss_gib": _peak_rss_gib(),
+        "s_to_report_mse": reached,
+        "samples_per_s": round(len(x_train) / steady, 1),
+        "peak_rss_gib": _peak_rss_gib(),
     }
 
 
@@ -168,10 +191,14 @@ def measure_pca(args: argparse.Namespace) -> dict:
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     scores = _scores(x_test, recon)
     return {
-        "contender": "pca", "model": {"n_components": cfg.model.latent_size}, **scores, "train_wall_s": round(seconds, 1),
+        "contender": "pca",
+        "model": {"n_components": cfg.model.latent_size},
+        **scores,
+        "train_wall_s": round(seconds, 1),
         "train_cpu_s": round(cpu_seconds, 1),
         "s_to_report_mse": round(seconds, 1) if scores["test_mse"] <= REPORT_MSE else None,
-        "samples_per_s": round(len(x_train) / seconds, 1), "peak_rss_gib": _peak_rss_gib(),
+        "samples_per_s": round(len(x_train) / seconds, 1),
+        "peak_rss_gib": _peak_rss_gib(),
     }
 
 
@@ -180,32 +207,49 @@ def _minutes(seconds: float | None) -> str:
 
 
 def _cpu_minutes(row: dict) -> str:
-    return f"{row['train_cpu_s'] / 60:.1f} min" if "train_cpu_s" in row else "not measured"  # runs before 2026-11-29
+    return (
+        f"{row['train_cpu_s'] / 60:.1f} min" if "train_cpu_s" in row else "not measured"
+    )  # runs before 2026-11-29
 
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| contender | test MSE | PSNR | SSIM | training wall time | training CPU time | time to test MSE 0.0051 | samples/s | peak RSS |",
+        (
+            "| contender | test MSE | PSNR | SSIM | training wall time | training CPU time "
+            "| time to test MSE 0.0051 | samples/s | peak RSS |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['contender']} | {r['test_mse']:.5f} | {r['test_psnr']:.2f} dB | {r['test_ssim']:.3f} | "
-            f"{_minutes(r['train_wall_s'])} | {_cpu_minutes(r)} | {_minutes(r['s_to_report_mse'])} | {r['samples_per_s']} | {r['peak_rss_gib']} GiB |"
+            f"{_minutes(r['train_wall_s'])} | {_cpu_minutes(r)} |"
+            f" {_minutes(r['s_to_report_mse'])} | {r['samples_per_s']} | {r['peak_rss_gib']} GiB |"
         )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), metavar="NAME[:KEY=VALUE...]",
-                        help=f"from {', '.join(CONTENDERS)}, LSTMs optionally with changed keys (see above)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--contenders",
+        nargs="+",
+        default=list(CONTENDERS),
+        metavar="NAME[:KEY=VALUE...]",
+        help=f"from {', '.join(CONTENDERS)}, LSTMs optionally with changed keys (see above)",
+    )
     parser.add_argument("--minutes", type=float, default=30.0, help="training wall time per LSTM contender")
     parser.add_argument("--train-images", type=int, default=40_000)
     parser.add_argument("--val-images", type=int, default=10_000)
     parser.add_argument("--test-images", type=int, default=10_000)
-    parser.add_argument("--max-epochs", type=int, help="every LSTM contender's epoch limit (default: its own), "
-                        "e.g. 200 to let the default recipe use the whole --minutes budget")
+    parser.add_argument(
+        "--max-epochs",
+        type=int,
+        help="every LSTM contender's epoch limit (default: its own), "
+        "e.g. 200 to let the default recipe use the whole --minutes budget",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one contender in this process
     args = parser.parse_args()
     for spec in args.contenders:  # every spec checked before an hour of training starts
@@ -218,16 +262,28 @@ def main() -> None:
         result = measure_pca(args) if args.one == "pca" else measure_lstm(args.one, args)
         print("RESULT " + json.dumps(result), flush=True)
         return
-    meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "cpus": os.cpu_count(),
-            "date": time.strftime("%Y-%m-%d %H:%M"), "train_images": args.train_images,
-            "val_images": args.val_images, "test_images": args.test_images, "minutes": args.minutes,
-            "max_epochs": args.max_epochs}
+    meta = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "cpus": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "train_images": args.train_images,
+        "val_images": args.val_images,
+        "test_images": args.test_images,
+        "minutes": args.minutes,
+        "max_epochs": args.max_epochs,
+    }
     path = Path("benchmarks/out") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     for name in args.contenders:
         command = [sys.executable, __file__, "--one", name, *sys.argv[1:]]
-        out = subprocess.run(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        out = subprocess.run(
+            command,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            check=False,
+        )
         lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
         if out.returncode != 0 or not lines:
             sys.exit(f"{name} failed (exit code {out.returncode}); its output is above")

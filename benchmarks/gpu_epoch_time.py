@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Epoch time of the project's LSTM autoencoder for both output heads (Keras 3, JAX backend by default).
 
-Builds the model with ``lstm_ae.model.build_autoencoder`` and compiles it with
-``lstm_ae.training.compile_autoencoder`` (Adam + MSE, params.yaml's learning-rate schedule),
+Builds the model with ``lstm_ae.model.autoencoder.build_autoencoder`` and compiles it with
+``lstm_ae.model.fit.compile_autoencoder`` (Adam + MSE, params.yaml's learning-rate schedule),
 then trains on random float32 sequences of the real shape (32, 96): one warm-up epoch (XLA
 compilation included, reported separately) and N timed epochs. Timing does not depend on the
 values. ``--model report`` (the default) is the report's architecture; ``--model default`` is
@@ -27,28 +27,28 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import gc
+import json
+import math
+import platform
+import re
+import sys
+import time
+import traceback
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-import numpy as np  # noqa: E402
-import keras  # noqa: E402
-from keras.src import backend as kbackend  # noqa: E402
+import keras
+import numpy as np
+from keras.src import backend as kbackend
 
-from lstm_ae.config import REPORT_MODEL, load_config  # noqa: E402
-from lstm_ae.model import build_autoencoder  # noqa: E402
-from lstm_ae.sequences import FEATURES, ROWS  # noqa: E402
-from lstm_ae.training import compile_autoencoder  # noqa: E402
+from lstm_ae.config import REPORT_MODEL, load_config
+from lstm_ae.data.sequences import FEATURES, ROWS
+from lstm_ae.model.autoencoder import build_autoencoder
+from lstm_ae.model.fit import compile_autoencoder
 
 BACKEND = keras.backend.backend()
 
@@ -134,8 +134,10 @@ class EpochTimer(keras.callbacks.Callback):
         }
         self.epochs.append(rec)
         print(
-            f"    epoch {epoch}: {rec['total_s']:.2f} s (train {rec['train_s']:.2f} s, val {rec['val_s']:.2f} s)"
-            f" loss {values.get('loss', float('nan')):.5f} val_loss {values.get('val_loss', float('nan')):.5f}",
+            f"    epoch {epoch}: {rec['total_s']:.2f} s"
+            f" (train {rec['train_s']:.2f} s, val {rec['val_s']:.2f} s)"
+            f" loss {values.get('loss', float('nan')):.5f}"
+            f" val_loss {values.get('val_loss', float('nan')):.5f}",
             flush=True,
         )
 
@@ -174,7 +176,9 @@ def run_variant(head: str, cudnn: bool, x_train, x_val, args, params) -> dict:
     gc.collect()
     keras.utils.set_random_seed(args.seed)
     model_cfg = (REPORT_MODEL if args.model == "report" else params.model).model_copy(update={"head": head})
-    train_cfg = params.train.model_copy(update={"learning_rate": args.lr, "batch_size": args.batch_size, "max_epochs": 1 + args.epochs})
+    train_cfg = params.train.model_copy(
+        update={"learning_rate": args.lr, "batch_size": args.batch_size, "max_epochs": 1 + args.epochs}
+    )
     steps = math.ceil(len(x_train) / args.batch_size)
     model = compile_autoencoder(build_autoencoder(model_cfg), train_cfg, steps)
     timer = EpochTimer()
@@ -262,11 +266,14 @@ def render(results: list[dict], info: dict, args) -> str:
             else ""
         )
         + f" on {', '.join(info.get('device_kinds') or info.get('devices') or ['?'])};"
-        f" {args.model} model; {args.train} train / {args.val} val sequences ({ROWS}x{FEATURES}), batch {args.batch_size},"
+        f" {args.model} model; {args.train} train / {args.val} val sequences ({ROWS}x{FEATURES}),"
+        f" batch {args.batch_size},"
         f" 1 warm-up + {args.epochs} timed epoch(s)",
         "",
-        "| head | cuDNN allowed | params | warm-up epoch s (incl. XLA compile) | epoch s mean | epoch s min"
-        " | train part s mean | train samples/s | val part s mean | LSTMs on cuDNN |",
+        (
+            "| head | cuDNN allowed | params | warm-up epoch s (incl. XLA compile) | epoch s mean"
+            " | epoch s min | train part s mean | train samples/s | val part s mean | LSTMs on cuDNN |"
+        ),
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
@@ -278,7 +285,8 @@ def render(results: list[dict], info: dict, args) -> str:
         lines.append(
             f"| {r['head']} | {'yes' if r['cudnn_allowed'] else 'no (forced scan)'} | {r['params']:,} |"
             f" {r['warmup_epoch_s']:.2f} | {r['epoch_s_mean']:.2f} | {r['epoch_s_min']:.2f} |"
-            f" {r['train_s_mean']:.2f} | {r['train_samples_per_s']:,.0f} | {r['val_s_mean']:.2f} | {_cudnn_cell(r)} |"
+            f" {r['train_s_mean']:.2f} |"
+            f" {r['train_samples_per_s']:,.0f} | {r['val_s_mean']:.2f} | {_cudnn_cell(r)} |"
         )
     lines.append("")
     for r in results:
@@ -295,8 +303,12 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up epoch")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--model", choices=("report", "default"), default="report",
-                   help="report: the report's architecture; default: params.yaml's model section")
+    p.add_argument(
+        "--model",
+        choices=("report", "default"),
+        default="report",
+        help="report: the report's architecture; default: params.yaml's model section",
+    )
     p.add_argument("--heads", default="lstm,dense")
     p.add_argument(
         "--extra",
@@ -339,7 +351,8 @@ def main(argv=None) -> int:
             last = max((r.get("fit_s", 0.0) for r in results), default=0.0)
             if elapsed + last > args.deadline:
                 print(
-                    f"skipping extra variant {head} (no cuDNN): {elapsed:.0f}s elapsed + ~{last:.0f}s > deadline"
+                    f"skipping extra variant {head} (no cuDNN): "
+                    f"{elapsed:.0f}s elapsed + ~{last:.0f}s > deadline"
                 )
                 continue
         print(f"== head={head} cudnn_allowed={cudnn} (t={elapsed:.0f}s)", flush=True)
@@ -349,7 +362,8 @@ def main(argv=None) -> int:
             traceback.print_exc()
             r = {"head": head, "cudnn_allowed": cudnn, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
             if cudnn and BACKEND == "jax":
-                # A cuDNN lowering failure would surface at compile time, past Keras' fallback: retry on the scan path.
+                # A cuDNN lowering failure would surface at compile time, past Keras' fallback:
+                # retry on the scan path.
                 print(f"   retrying {head} with cuDNN disabled", flush=True)
                 try:
                     results.append(r)

@@ -40,7 +40,12 @@ def gflops(dtype: str, m: int, k: int, n: int) -> float:
 def main() -> None:
     for dtype in ("float32", "bfloat16"):
         for m, k, n in SHAPES:
-            print(json.dumps({"dtype": dtype, "shape": [m, k, n], "gflop_per_s": round(gflops(dtype, m, k, n), 1)}), flush=True)
+            print(
+                json.dumps(
+                    {"dtype": dtype, "shape": [m, k, n], "gflop_per_s": round(gflops(dtype, m, k, n), 1)}
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,8 @@ EXPERIMENT = "stress"
 
 def without_busy_timeout() -> None:
     """Make MLflow's SQLite sessions fail at once on a lock, as SQLite does by default."""
-    import sqlalchemy
-
     import mlflow.store.db.utils as db_utils
+    import sqlalchemy
 
     class Sql:
         def __getattr__(self, name: str) -> object:
@@ -38,7 +37,9 @@ def without_busy_timeout() -> None:
     db_utils.sql = Sql()
 
 
-def write_runs(uri: str, worker: int, runs: int, steps: int, busy_timeout: bool, errors: multiprocessing.Queue) -> None:
+def write_runs(
+    uri: str, worker: int, runs: int, steps: int, busy_timeout: bool, errors: multiprocessing.Queue
+) -> None:
     import mlflow
 
     if not busy_timeout:
@@ -68,7 +69,8 @@ def stress(workers: int, runs: int, steps: int, busy_timeout: bool) -> dict:
         queue = context.Queue()
         started = time.perf_counter()
         processes = [
-            context.Process(target=write_runs, args=(uri, w, runs, steps, busy_timeout, queue)) for w in range(workers)
+            context.Process(target=write_runs, args=(uri, w, runs, steps, busy_timeout, queue))
+            for w in range(workers)
         ]
         for process in processes:
             process.start()
@@ -80,9 +82,13 @@ def stress(workers: int, runs: int, steps: int, busy_timeout: bool) -> dict:
     messages = sorted({m for failed in results.values() for m in failed})
     return {
         "busy_timeout": "MLflow default (20 s)" if busy_timeout else "0 s",
-        "workers": workers, "runs_per_worker": runs, "steps_per_run": steps,
+        "workers": workers,
+        "runs_per_worker": runs,
+        "steps_per_run": steps,
         "errors_per_worker": [len(results[w]) for w in range(workers)],
-        "runs_found": len(found), "wall_s": round(wall, 1), "error_messages": messages[:3],
+        "runs_found": len(found),
+        "wall_s": round(wall, 1),
+        "error_messages": messages[:3],
     }
 
 

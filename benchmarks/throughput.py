@@ -1,5 +1,5 @@
 """Training throughput of the report's model: its plain script against our train path and
-compiler/batch options, each in a fresh process on the same images. Issue 4, goals 3 and 4.
+compiler/batch options, each in a fresh process on the same images.
 
 Run in the project root after `dvc repro preprocess` (the full data set), e.g.
 
@@ -8,7 +8,7 @@ Run in the project root after `dvc repro preprocess` (the full data set), e.g.
 Variants (the report's architecture: LSTM(512) -> LSTM(256) -> RepeatVector -> LSTM(256) ->
 LSTM(96, sigmoid), Adam 1e-4, MSE):
   report        model.fit on float32 arrays, batch 128: the report's own script
-  ours          lstm_ae.training.fit with the train stage's callbacks (early stopping,
+  ours          lstm_ae.model.fit.fit with the train stage's callbacks (early stopping,
                 TerminateOnNaN, per-epoch MLflow logging into a throw-away SQLite store)
   report_b256   as report with batch 256 (fewer, larger steps: optimisation changes too)
   report_xla    as report, compiled with jit_compile=True (XLA)
@@ -19,9 +19,6 @@ LSTM(96, sigmoid), Adam 1e-4, MSE):
   report_b512, report_b1024, report_b2048  as report with batch 512, 1024, 2048
   report_bf16   as report with model.precision mixed_bfloat16 (bfloat16 math, float32 weights)
   report_bf16_b512, report_bf16_b1024, report_bf16_b2048  as report_bf16 with batch 512, 1024, 2048
-  report_hoisted  as report with each LSTM's input projection computed once per sequence outside
-                its loop (benchmarks/hoisted_lstm.py: same parameters, same function)
-  report_hoisted_b1024  as report_hoisted with batch 1024
 
 Each variant trains --epochs epochs in its own process. The processes start together but take
 turns, one epoch at a time, in forward order in even rounds and reverse order in odd ones
@@ -51,9 +48,22 @@ from pathlib import Path
 
 from lstm_ae import atomic
 
-VARIANTS = ("report", "ours", "report_b256", "report_xla", "report_xla_b256", "report_unroll", "report_unroll_b256",
-            "report_b512", "report_b1024", "report_b2048", "report_bf16", "report_bf16_b512", "report_bf16_b1024",
-            "report_bf16_b2048", "report_hoisted", "report_hoisted_b1024")
+VARIANTS = (
+    "report",
+    "ours",
+    "report_b256",
+    "report_xla",
+    "report_xla_b256",
+    "report_unroll",
+    "report_unroll_b256",
+    "report_b512",
+    "report_b1024",
+    "report_b2048",
+    "report_bf16",
+    "report_bf16_b512",
+    "report_bf16_b1024",
+    "report_bf16_b2048",
+)
 TURN_TIMEOUT_S = 3600  # a variant that waits longer than this for its turn gives up
 
 
@@ -90,31 +100,30 @@ def _wait_for(turn_file: Path, turn: int) -> None:
         if current == turn:
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {TURN_TIMEOUT_S} s for turn {turn} (now {current}): another variant died")
+            raise TimeoutError(
+                f"waited {TURN_TIMEOUT_S} s for turn {turn} (now {current}): another variant died"
+            )
         time.sleep(0.02)
 
 
-def measure(variant: str, train_images: int, val_images: int, epochs: int, turn_file: Path, index: int,
-            count: int) -> dict:
+def measure(
+    variant: str, train_images: int, val_images: int, epochs: int, turn_file: Path, index: int, count: int
+) -> dict:
     """Runs in its own process: import, load, build, then fit, taking turns with the other variants."""
     import keras
     import numpy as np
 
     from lstm_ae.config import REPORT_MODEL, REPORT_TRAIN
-    from lstm_ae.dataset import load_dataset
-    from lstm_ae.model import build_autoencoder
+    from lstm_ae.data.dataset import load_dataset
+    from lstm_ae.data.sequences import scale
+    from lstm_ae.model.autoencoder import build_autoencoder
     from lstm_ae.paths import PROCESSED
-    from lstm_ae.sequences import scale
 
     data = load_dataset(PROCESSED)
     x_train, x_val = scale(data.x_train[:train_images]), scale(data.x_val[:val_images])
     keras.utils.set_random_seed(42)
     precision = "mixed_bfloat16" if "bf16" in variant else "float32"
     model = build_autoencoder(REPORT_MODEL.model_copy(update={"precision": precision}))
-    if "hoisted" in variant:
-        from hoisted_lstm import hoisted_copy
-
-        model = hoisted_copy(model)  # the same starting point as the report's
     if "unroll" in variant:
         model = _unrolled(model)
     suffix = variant.rpartition("_b")[2]  # report_bf16_b512 -> 512; report, report_bf16 -> 128
@@ -138,28 +147,48 @@ def measure(variant: str, train_images: int, val_images: int, epochs: int, turn_
     if variant == "ours":
         import mlflow
 
-        from lstm_ae import tracking, training
+        from lstm_ae import tracking
+        from lstm_ae.model import fit as training
 
         store = tempfile.mkdtemp()
         mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
         cfg = REPORT_TRAIN.model_copy(update={"batch_size": batch, "max_epochs": epochs})
         with mlflow.start_run():
             _ready_file(turn_file, index).touch()
-            history = training.fit(model, x_train, x_val, cfg, callbacks=[tracking.EpochLogger(), Turns()], verbose=2)
+            history = training.fit(
+                model, x_train, x_val, cfg, callbacks=[tracking.EpochLogger(), Turns()], verbose=2
+            )
         val_loss = history["val_loss"][-1]
     else:
-        model.compile(optimizer=keras.optimizers.Adam(REPORT_TRAIN.learning_rate), loss="mse", jit_compile=variant.startswith("report_xla"))
+        model.compile(
+            optimizer=keras.optimizers.Adam(REPORT_TRAIN.learning_rate),
+            loss="mse",
+            jit_compile=variant.startswith("report_xla"),
+        )
         _ready_file(turn_file, index).touch()
-        history = model.fit(x_train, x_train, validation_data=(x_val, x_val), batch_size=batch, epochs=epochs,
-                            callbacks=[Turns()], verbose=0)
+        history = model.fit(
+            x_train,
+            x_train,
+            validation_data=(x_val, x_val),
+            batch_size=batch,
+            epochs=epochs,
+            callbacks=[Turns()],
+            verbose=0,
+        )
         val_loss = history.history["val_loss"][-1]
     steady = float(np.median(times[1:])) if len(times) > 1 else float("nan")
     steady_cpu = float(np.median(cpu_times[1:])) if len(cpu_times) > 1 else float("nan")
     return {
-        "variant": variant, "batch_size": batch, "train_images": len(x_train), "val_images": len(x_val),
-        "epoch_seconds": [round(t, 2) for t in times], "first_epoch_s": round(times[0], 2),
-        "steady_epoch_s": round(steady, 2), "samples_per_s": round(len(x_train) / steady, 1),
-        "epoch_cpu_seconds": [round(t, 2) for t in cpu_times], "steady_epoch_cpu_s": round(steady_cpu, 2),
+        "variant": variant,
+        "batch_size": batch,
+        "train_images": len(x_train),
+        "val_images": len(x_val),
+        "epoch_seconds": [round(t, 2) for t in times],
+        "first_epoch_s": round(times[0], 2),
+        "steady_epoch_s": round(steady, 2),
+        "samples_per_s": round(len(x_train) / steady, 1),
+        "epoch_cpu_seconds": [round(t, 2) for t in cpu_times],
+        "steady_epoch_cpu_s": round(steady_cpu, 2),
         "val_loss_last": val_loss,
     }
 
@@ -181,8 +210,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        result = measure(args.one, args.train_images, args.val_images, args.epochs, args.turn_file, args.index,
-                         args.count)
+        result = measure(
+            args.one, args.train_images, args.val_images, args.epochs, args.turn_file, args.index, args.count
+        )
         print("RESULT " + json.dumps(result), flush=True)
         return
     count = len(args.variants)
@@ -191,10 +221,27 @@ def main() -> None:
         atomic.write_text(turn_file, "-1")  # nobody's turn until every variant is ready
         workers = [
             subprocess.Popen(
-                [sys.executable, __file__, "--one", variant, "--train-images", str(args.train_images),
-                 "--val-images", str(args.val_images), "--epochs", str(args.epochs), "--turn-file", str(turn_file),
-                 "--index", str(index), "--count", str(count)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    variant,
+                    "--train-images",
+                    str(args.train_images),
+                    "--val-images",
+                    str(args.val_images),
+                    "--epochs",
+                    str(args.epochs),
+                    "--turn-file",
+                    str(turn_file),
+                    "--index",
+                    str(index),
+                    "--count",
+                    str(count),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
             )
             for index, variant in enumerate(args.variants)
@@ -219,20 +266,27 @@ def main() -> None:
         rows.append(json.loads(lines[0].removeprefix("RESULT ")))
         print(json.dumps(rows[-1]), flush=True)
     base = next((r for r in rows if r["variant"] == "report"), rows[0])
-    print("\n| variant | batch | first epoch | later epochs (median, min-max) | samples/s | vs report "
-          "| CPU s per later epoch | vs report (CPU) |")
+    print(
+        "\n| variant | batch | first epoch | later epochs (median, min-max) | samples/s | vs report "
+        "| CPU s per later epoch | vs report (CPU) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         later = row["epoch_seconds"][1:]
         row["vs_report"] = round(_ratio(base["epoch_seconds"], row["epoch_seconds"]), 3)
         row["vs_report_cpu"] = round(_ratio(base["epoch_cpu_seconds"], row["epoch_cpu_seconds"]), 3)
-        print(f"| {row['variant']} | {row['batch_size']} | {row['first_epoch_s']} s | {row['steady_epoch_s']} s "
-              f"({min(later)}-{max(later)}) | {row['samples_per_s']} | {row['vs_report']:.2f}x "
-              f"| {row['steady_epoch_cpu_s']} s | {row['vs_report_cpu']:.2f}x |")
+        print(
+            f"| {row['variant']} | {row['batch_size']} | {row['first_epoch_s']} s "
+            f"| {row['steady_epoch_s']} s "
+            f"({min(later)}-{max(later)}) | {row['samples_per_s']} | {row['vs_report']:.2f}x "
+            f"| {row['steady_epoch_cpu_s']} s | {row['vs_report_cpu']:.2f}x |"
+        )
     path = Path("benchmarks/out") / f"throughput-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     command = " ".join([Path(sys.executable).name, *sys.argv])
-    atomic.write_text(path, json.dumps({"command": command, "cpus": os.cpu_count(), "results": rows}, indent=2) + "\n")
+    atomic.write_text(
+        path, json.dumps({"command": command, "cpus": os.cpu_count(), "results": rows}, indent=2) + "\n"
+    )
     print(f"\n(raw numbers: {path})")
 
 

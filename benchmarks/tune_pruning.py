@@ -27,19 +27,36 @@ def run_study(pruner: str, n_trials: int, storage: Path, name: str) -> float:
     cwd, env = scratch_project(storage.parent / name)
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "lstm_ae", "tune", "--study-name", name, "--pruner", pruner,
-         "--n-trials", str(n_trials), "--storage", str(storage)],
-        check=True, cwd=cwd, env=env,
+        [
+            sys.executable,
+            "-m",
+            "lstm_ae",
+            "tune",
+            "--study-name",
+            name,
+            "--pruner",
+            pruner,
+            "--n-trials",
+            str(n_trials),
+            "--storage",
+            str(storage),
+        ],
+        check=True,
+        cwd=cwd,
+        env=env,
     )
     return time.perf_counter() - started
 
 
 def describe(storage: Path, name: str, seconds: float, seed: int) -> dict:
-    study = optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(storage))))
+    study = optuna.load_study(
+        study_name=name,
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage))),
+    )
     states = [t.state.name for t in study.trials]
     importances = optuna.importance.get_param_importances(
-        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
+        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed)
+    )
     return {
         "study": name,
         "trials": len(states),
@@ -73,8 +90,10 @@ def main() -> None:
     print("\n| pruner | trials (complete/pruned/failed) | trial-epochs | wall time | best val MSE |")
     print("|---|---|---|---|---|")
     for pruner, row in zip(args.pruners, rows):
-        print(f"| {pruner} | {row['trials']} ({row['complete']}/{row['pruned']}/{row['failed']}) | "
-              f"{row['trial_epochs']} | {row['wall_s'] / 60:.1f} min | {row['best_val_mse']:.5f} |")
+        print(
+            f"| {pruner} | {row['trials']} ({row['complete']}/{row['pruned']}/{row['failed']}) | "
+            f"{row['trial_epochs']} | {row['wall_s'] / 60:.1f} min | {row['best_val_mse']:.5f} |"
+        )
     (out / f"tune_pruning-{stamp}.json").write_text(json.dumps(rows, indent=2) + "\n")
 
 

@@ -30,19 +30,39 @@ from pathlib import Path
 import mlflow
 import optuna
 import yaml
-
-from lstm_ae import tracking, tuning
 from scratch import scratch_project
 
+from lstm_ae import tracking
+from lstm_ae.tuning import search
 
-def run_study(params: Path, name: str, storage: str, workers: int, per_process: int, n_trials: int) -> tuple[float, str]:
+
+def run_study(
+    params: Path, name: str, storage: str, workers: int, per_process: int, n_trials: int
+) -> tuple[float, str]:
     cwd, env = scratch_project(params.parent / name, params)
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "lstm_ae", "tune", "--study-name", name,
-         "--storage", storage, "--workers", str(workers), "--trials-per-process", str(per_process),
-         "--n-trials", str(n_trials)],
-        capture_output=True, text=True, cwd=cwd, env=env,
+        [
+            sys.executable,
+            "-m",
+            "lstm_ae",
+            "tune",
+            "--study-name",
+            name,
+            "--storage",
+            storage,
+            "--workers",
+            str(workers),
+            "--trials-per-process",
+            str(per_process),
+            "--n-trials",
+            str(n_trials),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        check=False,
     )
     seconds = time.perf_counter() - started
     if result.returncode != 0:
@@ -51,20 +71,21 @@ def run_study(params: Path, name: str, storage: str, workers: int, per_process: 
 
 
 def check(name: str, storage: str, seconds: float, log: str, workers: int, per_process: int) -> dict:
-    study = optuna.load_study(study_name=name, storage=tuning.open_storage(storage, Path.cwd()))
+    study = optuna.load_study(study_name=name, storage=search.open_storage(storage, Path.cwd()))
     states = Counter(t.state.name for t in study.trials)
     numbers = Counter(t.number for t in study.trials)
     client = mlflow.MlflowClient(tracking_uri=tracking.tracking_uri())
     experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
     children = client.search_runs(
-        [experiment.experiment_id], f"tags.`optuna.study_name` = '{name}' and tags.`optuna.trial_number` != ''",
+        [experiment.experiment_id],
+        f"tags.`optuna.study_name` = '{name}' and tags.`optuna.trial_number` != ''",
         max_results=10_000,
     )
     runs_per_trial = Counter(int(r.data.tags["optuna.trial_number"]) for r in children)
     by_trial = sorted(children, key=lambda r: int(r.data.tags["optuna.trial_number"]))
     return {
         "study": name,
-        "storage": tuning.redact(storage),
+        "storage": search.redact(storage),
         "workers": workers,
         "trials_per_process": per_process,
         "processes": len({t.user_attrs.get("worker") for t in study.trials}),
@@ -75,7 +96,7 @@ def check(name: str, storage: str, seconds: float, log: str, workers: int, per_p
         "mlflow_runs_still_running": sum(r.info.status == "RUNNING" for r in children),
         "database_is_locked_lines": log.count("database is locked"),
         "wall_s": round(seconds, 1),
-        "trial_seconds_sum": round(sum((t.duration.total_seconds() for t in study.trials if t.duration)), 1),
+        "trial_seconds_sum": round(sum(t.duration.total_seconds() for t in study.trials if t.duration), 1),
         "rss_mib_by_trial": [round(r.data.metrics.get("rss_mib", float("nan"))) for r in by_trial],
     }
 

@@ -38,10 +38,9 @@ def test_atomic_path_writes_on_success_with_normal_permissions(tmp_path: Path) -
 def test_atomic_path_failure_keeps_the_old_file(tmp_path: Path) -> None:
     target = tmp_path / "metrics.json"
     target.write_bytes(b"old \x00 bytes")
-    with pytest.raises(RuntimeError, match="boom"):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"half-written")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half-written")
+        raise RuntimeError("boom")
     assert target.read_bytes() == b"old \x00 bytes"
     assert os.listdir(tmp_path) == ["metrics.json"]
 
@@ -81,10 +80,9 @@ def test_atomic_dir_failure_keeps_the_old_folder(tmp_path: Path) -> None:
     target.mkdir()
     (target / "a.png").write_bytes(b"old a")
     (target / "b.png").write_bytes(b"old b")
-    with pytest.raises(RuntimeError, match="boom"):
-        with atomic_dir(target) as tmp:
-            (tmp / "a.png").write_bytes(b"new a")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), atomic_dir(target) as tmp:
+        (tmp / "a.png").write_bytes(b"new a")
+        raise RuntimeError("boom")
     assert sorted(p.name for p in target.iterdir()) == ["a.png", "b.png"]
     assert (target / "a.png").read_bytes() == b"old a"
     leftovers = [name for name in os.listdir(tmp_path) if name.endswith((".tmp", ".old"))]

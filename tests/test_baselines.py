@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -35,7 +37,7 @@ def test_error_decreases_as_components_grow() -> None:
     rng = np.random.default_rng(1)
     x_train = rng.uniform(size=(200, 4, 4, 3))
     errors = [np.mean((pca_reconstruct(x_train, x_train, n) - x_train) ** 2) for n in (1, 4, 16, 32, 48)]
-    assert all(a > b for a, b in zip(errors, errors[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(errors))
     assert errors[-1] < 1e-8
 
 

@@ -17,7 +17,7 @@ PARAMS = Path(__file__).parents[1] / "params.yaml"
 def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     command = [sys.executable, "-m", "lstm_ae", *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_help_lists_the_stages_and_tune(capsys: pytest.CaptureFixture[str]) -> None:
@@ -76,7 +76,15 @@ def test_tune_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit):
         main(["tune", "--help"])
     out = capsys.readouterr().out
-    for option in ("--n-trials", "--timeout", "--study-name", "--storage", "--workers", "--trials-per-process", "--pruner"):
+    for option in (
+        "--n-trials",
+        "--timeout",
+        "--study-name",
+        "--storage",
+        "--workers",
+        "--trials-per-process",
+        "--pruner",
+    ):
         assert option in out
 
 
@@ -84,7 +92,10 @@ def test_tune_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None
     ("options", "expected"),
     [
         (["--workers", "0"], "tune.workers: Input should be greater than or equal to 1 (got 0)"),
-        (["--trials-per-process", "0"], "tune.trials_per_process: Input should be greater than or equal to 1 (got 0)"),
+        (
+            ["--trials-per-process", "0"],
+            "tune.trials_per_process: Input should be greater than or equal to 1 (got 0)",
+        ),
         (["--pruner", "asha"], "tune.pruner: Input should be 'median', 'hyperband' or 'none'"),
         (["--study_name", "a b"], "tune.study_name: String should match pattern"),
     ],

@@ -94,13 +94,29 @@ MALFORMED = [
     bad("model.head", "conv", "'lstm' or 'dense'", id="head-unknown"),
     bad("model.bidirectional", 1, "valid boolean", id="bidirectional-int"),
     bad("model.bidirectional", "both", "valid boolean", id="bidirectional-word"),
-    bad("model.encoder_widths", [255], "model.encoder_widths must hold even widths (it has 255)", id="bidirectional-odd-width",
-        named="model.bidirectional"),
-    bad("model.decoder_widths", [512, 7], "model.decoder_widths must hold even widths (it has 7)",
-        id="bidirectional-odd-decoder-width", named="model.bidirectional"),
+    bad(
+        "model.encoder_widths",
+        [255],
+        "model.encoder_widths must hold even widths (it has 255)",
+        id="bidirectional-odd-width",
+        named="model.bidirectional",
+    ),
+    bad(
+        "model.decoder_widths",
+        [512, 7],
+        "model.decoder_widths must hold even widths (it has 7)",
+        id="bidirectional-odd-decoder-width",
+        named="model.bidirectional",
+    ),
     bad("model.row_index", "yes", "valid boolean", id="row-index-word"),
     bad("model.precision", "float16", "'float32' or 'mixed_bfloat16'", id="precision-unknown"),
-    bad("tune.search.row_index", [0, 1], "valid boolean", id="choice-row-index", named="tune.search.row_index.0"),
+    bad(
+        "tune.search.row_index",
+        [0, 1],
+        "valid boolean",
+        id="choice-row-index",
+        named="tune.search.row_index.0",
+    ),
     bad("train.schedule", "linear", "'constant', 'cosine' or 'cooldown'", id="schedule-unknown"),
     bad("train.global_clipnorm", 0, "greater than 0", id="clipnorm-zero"),
     bad("train.global_clipnorm", "off", "expected a number", id="clipnorm-word"),
@@ -126,17 +142,59 @@ MALFORMED = [
     bad("tune.max_epochs", 0, "greater than or equal to 1", id="trial-epochs-zero"),
     bad("tune.search.latent_size", [], "at least 1 item", id="choices-empty"),
     bad("tune.search.latent_size", [64, 64], "must not repeat", id="choices-repeat"),
-    bad("tune.search.encoder_width", [0], "greater than 0", id="choice-width-zero", named="tune.search.encoder_width.0"),
-    bad("tune.search.encoder_layers", [5], "less than or equal to 4", id="layers-5", named="tune.search.encoder_layers.0"),
-    bad("tune.search.decoder_layers", [0], "greater than or equal to 1", id="decoder-layers-0", named="tune.search.decoder_layers.0"),
-    bad("tune.search.head", ["lstm", "gru"], "'lstm' or 'dense'", id="choice-head", named="tune.search.head.1"),
-    bad("tune.search.learning_rate", {"low": 0.01, "high": 0.001}, "must be below high", id="lr-range-reversed"),
-    bad("tune.search.learning_rate", {"low": 0, "high": 0.001}, "greater than 0", id="lr-range-zero", named="tune.search.learning_rate.low"),
+    bad(
+        "tune.search.encoder_width",
+        [0],
+        "greater than 0",
+        id="choice-width-zero",
+        named="tune.search.encoder_width.0",
+    ),
+    bad(
+        "tune.search.encoder_layers",
+        [5],
+        "less than or equal to 4",
+        id="layers-5",
+        named="tune.search.encoder_layers.0",
+    ),
+    bad(
+        "tune.search.decoder_layers",
+        [0],
+        "greater than or equal to 1",
+        id="decoder-layers-0",
+        named="tune.search.decoder_layers.0",
+    ),
+    bad(
+        "tune.search.head", ["lstm", "gru"], "'lstm' or 'dense'", id="choice-head", named="tune.search.head.1"
+    ),
+    bad(
+        "tune.search.learning_rate",
+        {"low": 0.01, "high": 0.001},
+        "must be below high",
+        id="lr-range-reversed",
+    ),
+    bad(
+        "tune.search.learning_rate",
+        {"low": 0, "high": 0.001},
+        "greater than 0",
+        id="lr-range-zero",
+        named="tune.search.learning_rate.low",
+    ),
     bad("tune.search.learning_rate", [0.001, 0.01], "valid dictionary", id="lr-range-list"),
     bad("tune.search.dropout", [0.1], "unknown key", id="search-unknown-param"),
-    bad("tune.search.bidirectional", ["yes", False], "valid boolean", id="choice-bidirectional", named="tune.search.bidirectional.0"),
-    bad("tune.search.decoder_width", [128, 129], "tune.search.decoder_width must hold even widths (it has 129)",
-        id="search-odd-width", named="tune.search.bidirectional"),
+    bad(
+        "tune.search.bidirectional",
+        ["yes", False],
+        "valid boolean",
+        id="choice-bidirectional",
+        named="tune.search.bidirectional.0",
+    ),
+    bad(
+        "tune.search.decoder_width",
+        [128, 129],
+        "tune.search.decoder_width must hold even widths (it has 129)",
+        id="search-odd-width",
+        named="tune.search.bidirectional",
+    ),
 ]
 
 
@@ -218,8 +276,16 @@ def test_missing_file_says_where_to_run(tmp_path: Path) -> None:
 def test_the_reports_recipe_keeps_the_defaults_code_size() -> None:
     # The benchmarks compare the report's model with ours at equal code size.
     assert REPORT_MODEL.latent_size == load_config(PARAMS).model.latent_size == 256
-    assert (REPORT_MODEL.encoder_widths, REPORT_MODEL.decoder_widths, REPORT_MODEL.head) == ((512, 256), (256,), "lstm")
-    assert REPORT_MODEL.bidirectional is False and REPORT_MODEL.row_index is False and REPORT_TRAIN.schedule == "constant"
+    assert (REPORT_MODEL.encoder_widths, REPORT_MODEL.decoder_widths, REPORT_MODEL.head) == (
+        (512, 256),
+        (256,),
+        "lstm",
+    )
+    assert (
+        REPORT_MODEL.bidirectional is False
+        and REPORT_MODEL.row_index is False
+        and REPORT_TRAIN.schedule == "constant"
+    )
     assert REPORT_MODEL.precision == "float32"
     assert (REPORT_TRAIN.learning_rate, REPORT_TRAIN.batch_size, REPORT_TRAIN.max_epochs) == (1e-4, 128, 200)
 
@@ -334,7 +400,11 @@ def test_any_single_bad_value_is_one_line_naming_its_key(key: str, value: Any) -
 
 
 @settings(max_examples=300, deadline=None)
-@given(position=st.integers(min_value=0), edit=st.sampled_from(["delete", "insert"]), byte=st.binary(min_size=1, max_size=1))
+@given(
+    position=st.integers(min_value=0),
+    edit=st.sampled_from(["delete", "insert"]),
+    byte=st.binary(min_size=1, max_size=1),
+)
 def test_any_one_byte_edit_of_params_yaml_loads_or_fails_in_one_line(
     position: int, edit: str, byte: bytes, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -342,7 +412,7 @@ def test_any_one_byte_edit_of_params_yaml_loads_or_fails_in_one_line(
     ConfigError on one line naming the file."""
     data = PARAMS.read_bytes()
     position %= len(data)
-    data = data[:position] + (byte if edit == "insert" else b"") + data[position + (edit == "delete"):]
+    data = data[:position] + (byte if edit == "insert" else b"") + data[position + (edit == "delete") :]
     path = tmp_path_factory.mktemp("params") / "params.yaml"
     path.write_bytes(data)
     try:
@@ -368,6 +438,8 @@ def test_params_from_before_bidirectional_row_index_and_schedule_keep_their_mean
     del raw["tune"]["search"]["bidirectional"]
     del raw["tune"]["search"]["row_index"]
     cfg = parse_config(raw)
-    assert cfg.model.bidirectional is False and cfg.model.row_index is False and cfg.train.schedule == "constant"
+    assert (
+        cfg.model.bidirectional is False and cfg.model.row_index is False and cfg.train.schedule == "constant"
+    )
     assert cfg.model.precision == "float32" and cfg.train.global_clipnorm is None
     assert cfg.tune.search.bidirectional == (False,) and cfg.tune.search.row_index == (False,)

@@ -22,7 +22,7 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
-from archives import official_contents, make_archive
+from archives import make_archive, official_contents
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +39,11 @@ def tool_env() -> dict[str, str]:
 
 
 def sh(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=project, env=tool_env(), capture_output=True, text=True)
+    result = subprocess.run(args, cwd=project, env=tool_env(), capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -92,8 +94,13 @@ def project_runs(project: Path) -> list[mlflow.entities.Run]:
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project copy after one `dvc repro` on a tiny archive (40 images a batch) and a tiny model."""
     project = copy_project(tmp_path_factory.mktemp("project"))
-    archive = make_archive(tmp_path_factory.mktemp("archive") / "tiny.tar.gz", official_contents(per_batch=40))
-    set_params(project, {"fetch.url": str(archive), "fetch.md5": md5(archive), "eda.scatter_samples": 500, **TINY_MODEL})
+    archive = make_archive(
+        tmp_path_factory.mktemp("archive") / "tiny.tar.gz", official_contents(per_batch=40)
+    )
+    set_params(
+        project,
+        {"fetch.url": str(archive), "fetch.md5": md5(archive), "eda.scatter_samples": 500, **TINY_MODEL},
+    )
     commit(project, "tiny settings")
     sh(project, "dvc", "repro")
     return project
@@ -130,15 +137,26 @@ def test_one_mlflow_run_holds_the_whole_execution(pipeline: Path) -> None:
     assert run.data.params["train.learning_rate"] == "0.003"
     assert run.data.params["model.encoder_widths"] == "[16, 8]"
     assert run.data.params["fetch.md5"] == run.data.tags["data_md5"]
-    assert run.data.tags["mlflow.source.git.commit"] == sh(pipeline, "git", "rev-parse", "HEAD").stdout.strip()
+    assert (
+        run.data.tags["mlflow.source.git.commit"] == sh(pipeline, "git", "rev-parse", "HEAD").stdout.strip()
+    )
     client = mlflow.MlflowClient()
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
     metrics = json.loads((pipeline / "reports/metrics.json").read_text())
     assert run.data.metrics["test_mse"] == pytest.approx(metrics["test_mse"])
     assert "test_mse_airplane" in run.data.metrics and "brightness_mean" in run.data.metrics
-    artifacts = {f.path for folder in ("eda", "train", "evaluate") for f in client.list_artifacts(run.info.run_id, folder)}
-    assert {"eda/samples.png", "train/loss.png", "evaluate/reconstructions.png", "evaluate/best_worst.png"} <= artifacts
+    artifacts = {
+        f.path
+        for folder in ("eda", "train", "evaluate")
+        for f in client.list_artifacts(run.info.run_id, folder)
+    }
+    assert {
+        "eda/samples.png",
+        "train/loss.png",
+        "evaluate/reconstructions.png",
+        "evaluate/best_worst.png",
+    } <= artifacts
     assert run.info.artifact_uri.startswith((pipeline / "mlartifacts").as_uri())
 
 
@@ -148,8 +166,12 @@ def test_logged_model_loads_and_reconstructs(pipeline: Path) -> None:
     model = mlflow.pyfunc.load_model(logged.model_uri)
     images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     out = model.predict(images)
-    assert out["reconstruction"].shape == (3, 32, 32, 3) and np.all((out["reconstruction"] >= 0) & (out["reconstruction"] <= 1))
-    assert out["mse"] == pytest.approx(((images / 255 - out["reconstruction"]) ** 2).mean(axis=(1, 2, 3)), rel=1e-4)
+    assert out["reconstruction"].shape == (3, 32, 32, 3) and np.all(
+        (out["reconstruction"] >= 0) & (out["reconstruction"] <= 1)
+    )
+    assert out["mse"] == pytest.approx(
+        ((images / 255 - out["reconstruction"]) ** 2).mean(axis=(1, 2, 3)), rel=1e-4
+    )
 
 
 def test_evaluate_registers_the_model_as_champion(pipeline: Path) -> None:
@@ -159,7 +181,10 @@ def test_evaluate_registers_the_model_as_champion(pipeline: Path) -> None:
     metrics = json.loads((pipeline / "reports/metrics.json").read_text())
     assert champion.run_id == run.info.run_id
     assert float(champion.tags["test_mse"]) == pytest.approx(metrics["test_mse"])
-    assert run.data.tags["champion"] == "True" and run.data.tags["registered_model"] == "cifar10-lstm-autoencoder/1"
+    assert (
+        run.data.tags["champion"] == "True"
+        and run.data.tags["registered_model"] == "cifar10-lstm-autoencoder/1"
+    )
 
 
 def test_reconstruct_command_takes_the_registered_champion(pipeline: Path, tmp_path: Path) -> None:
@@ -167,8 +192,16 @@ def test_reconstruct_command_takes_the_registered_champion(pipeline: Path, tmp_p
 
     image = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(image)
-    result = sh(pipeline, "lstm-ae", "reconstruct", str(image), "--model", "models:/cifar10-lstm-autoencoder@champion",
-                "--out", str(tmp_path / "out"))
+    result = sh(
+        pipeline,
+        "lstm-ae",
+        "reconstruct",
+        str(image),
+        "--model",
+        "models:/cifar10-lstm-autoencoder@champion",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert "photo.png: 40x40, resized to 32x32" in result.stderr
     lines = (tmp_path / "out" / "errors.csv").read_text().splitlines()
     assert lines[0] == "rank,file,mse,psnr,original_size,figure" and lines[1].startswith(f"1,{image},")
@@ -195,9 +228,27 @@ def test_mlflow_models_serve_answers_with_reconstructions_and_errors(pipeline: P
     port = free_port()
     env = {**tool_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{pipeline / 'mlflow.db'}"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/cifar10-lstm-autoencoder@champion",
-         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=pipeline, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/cifar10-lstm-autoencoder@champion",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=pipeline,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -245,7 +296,10 @@ def test_dvc_metrics_and_plots_show(pipeline: Path, tmp_path: Path) -> None:
 
 def test_bad_md5_fails_cleanly_and_keeps_previous_outputs(pipeline: Path) -> None:
     archive = pipeline / "data/raw/cifar-10-python.tar.gz"
-    kept = {p: p.read_bytes() for p in (archive, pipeline / "reports/metrics.json", pipeline / "models/model.keras")}
+    kept = {
+        p: p.read_bytes()
+        for p in (archive, pipeline / "reports/metrics.json", pipeline / "models/model.keras")
+    }
     set_params(pipeline, {"fetch.md5": "0" * 32})
     try:
         result = sh(pipeline, "dvc", "repro", check=False)
@@ -293,19 +347,44 @@ def test_exp_run_with_a_restoration_task_retrains_and_reports_the_floor(pipeline
     # The default table: test metrics before the data statistics, the keys users change before the rest.
     header = sh(pipeline, "dvc", "exp", "show", "--csv").stdout.splitlines()[0].split(",")
     assert header.index("test_mse") < header.index("input_test_psnr") < header.index("brightness_mean")
-    assert header.index("task") < header.index("model.head") < header.index("train.learning_rate") < header.index("fetch.url")
+    assert (
+        header.index("task")
+        < header.index("model.head")
+        < header.index("train.learning_rate")
+        < header.index("fetch.url")
+    )
     # `make exps`: the same table without hashes and rarely changed settings.
-    hidden = next(line for line in (REPO / "Makefile").read_text().splitlines() if line.startswith("EXPS_HIDDEN"))
+    hidden = next(
+        line for line in (REPO / "Makefile").read_text().splitlines() if line.startswith("EXPS_HIDDEN")
+    )
     compact = sh(pipeline, "dvc", "exp", "show", "--csv", "--drop", hidden.split(":=", 1)[1].strip()).stdout
     # State and Executor appear once an experiment has been queued (an earlier test does): they stay visible.
     bookkeeping = ("Experiment", "rev", "typ", "parent", "State", "Executor")
     columns = [c for c in compact.splitlines()[0].split(",") if c not in bookkeeping]
     assert columns == [
-        "test_mse", "test_psnr", "test_ssim", "pca_test_mse", "input_test_mse", "input_test_psnr", "input_test_ssim",
-        "seed", "task", "corruption.blur_sigma", "corruption.noise_sigma", "model.encoder_widths",
-        "model.decoder_widths", "model.head", "model.bidirectional", "model.row_index", "model.precision", "train.learning_rate",
+        "test_mse",
+        "test_psnr",
+        "test_ssim",
+        "pca_test_mse",
+        "input_test_mse",
+        "input_test_psnr",
+        "input_test_ssim",
+        "seed",
+        "task",
+        "corruption.blur_sigma",
+        "corruption.noise_sigma",
+        "model.encoder_widths",
+        "model.decoder_widths",
+        "model.head",
+        "model.bidirectional",
+        "model.row_index",
+        "model.precision",
+        "train.learning_rate",
         "train.batch_size",
-        "train.max_epochs", "train.patience", "train.schedule", "train.global_clipnorm",
+        "train.max_epochs",
+        "train.patience",
+        "train.schedule",
+        "train.global_clipnorm",
     ]
 
 
@@ -318,19 +397,40 @@ def test_pipeline_on_a_real_cifar10_subset_from_the_mirror(tmp_path_factory: pyt
     archive = tmp_path_factory.mktemp("mirror") / "cifar-10-subset.tar.gz"
     subprocess.run(
         [sys.executable, str(MIRROR_TOOL), str(archive), "--limit-train", "2000", "--limit-test", "500"],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     project = copy_project(tmp_path_factory.mktemp("mirror-project"))
     # The report's architecture, set the way the README's "report's recipe" command sets it.
-    sh(project, "dvc", "exp", "run", "-S", f"fetch.url={archive.as_uri()}", "-S", f"fetch.md5={md5(archive)}",
-       "-S", "model.encoder_widths=[512,256]", "-S", "model.decoder_widths=[256]", "-S", "model.head=lstm",
-       "-S", "model.bidirectional=false", "-S", "model.row_index=false",
-       "-S", "train.max_epochs=3")
+    sh(
+        project,
+        "dvc",
+        "exp",
+        "run",
+        "-S",
+        f"fetch.url={archive.as_uri()}",
+        "-S",
+        f"fetch.md5={md5(archive)}",
+        "-S",
+        "model.encoder_widths=[512,256]",
+        "-S",
+        "model.decoder_widths=[256]",
+        "-S",
+        "model.head=lstm",
+        "-S",
+        "model.bidirectional=false",
+        "-S",
+        "model.row_index=false",
+        "-S",
+        "train.max_epochs=3",
+    )
     metrics = json.loads((project / "reports/metrics.json").read_text())
     eda = json.loads((project / "reports/eda/metrics.json").read_text())
     assert abs(eda["brightness_mean"] - 0.47) < 0.02 and abs(eda["brightness_var"] - 0.063) < 0.01
     # Three short epochs on 1,600 images must already beat predicting the mean image.
     assert metrics["test_mse"] < metrics["mean_image_test_mse"]
     (run,) = project_runs(project)
-    assert run.data.params["model.encoder_widths"] == "[512, 256]" and run.data.params["param_count"] == "2695552"
-
+    assert (
+        run.data.params["model.encoder_widths"] == "[512, 256]"
+        and run.data.params["param_count"] == "2695552"
+    )

@@ -20,7 +20,9 @@ def test_output_to_fd_2_during_the_import_is_muted_and_stderr_works_after(tmp_pa
         "print(import_quietly('noisy').VALUE)\n"
         "import os; os.write(2, b'after\\n')\n"
     )
-    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=False
+    )
     assert result.stdout == "7\n"
     assert result.stderr == "after\n"
 
@@ -60,7 +62,13 @@ for exc in (KeyboardInterrupt(), Terminated()):
 
 @pytest.mark.parametrize("mode", ["handled", "python-default"])
 def test_an_interrupt_raised_in_a_finaliser_is_raised_again_not_lost(mode: str) -> None:
-    result = subprocess.run([sys.executable, "-c", FINALISER_SCRIPT, mode], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", FINALISER_SCRIPT, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     if mode == "handled":
         # The same exception, SIGTERM's exit code kept, and no "Exception ignored" traceback.
@@ -100,11 +108,21 @@ except KeyboardInterrupt:
 
 
 def test_inside_deferred_interrupts_a_signal_waits_for_a_safe_point_or_the_end() -> None:
-    result = subprocess.run([sys.executable, "-c", DEFERRAL_SCRIPT], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", DEFERRAL_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "kept", "raised at the safe point", "and only there", "kept to the end",
-        "raised on the way out Terminated", "raised at once outside",
+        "kept",
+        "raised at the safe point",
+        "and only there",
+        "kept to the end",
+        "raised on the way out Terminated",
+        "raised at once outside",
     ]
 
 
@@ -134,7 +152,11 @@ except KeyboardInterrupt:
 
 def test_an_interrupt_kept_from_a_finaliser_is_raised_once_even_when_a_safe_point_comes_first() -> None:
     result = subprocess.run(
-        [sys.executable, "-c", NO_SECOND_DELIVERY_SCRIPT], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", NO_SECOND_DELIVERY_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["raised at the safe point", "not raised again"]

@@ -119,8 +119,10 @@ def test_the_epoch_logger_logs_losses_and_wall_and_cpu_time_for_each_epoch() -> 
             time.sleep(0.2)  # waiting: wall time only
             logger.on_epoch_end(epoch, {"loss": 0.5 - epoch / 10, "val_loss": 0.4})
     client = mlflow.MlflowClient()
-    history = {key: client.get_metric_history(run.info.run_id, key) for key in
-               ("train_loss", "val_loss", "epoch_seconds", "epoch_cpu_seconds")}
+    history = {
+        key: client.get_metric_history(run.info.run_id, key)
+        for key in ("train_loss", "val_loss", "epoch_seconds", "epoch_cpu_seconds")
+    }
     assert all(sorted(m.step for m in metrics) == [1, 2] for metrics in history.values())
     assert [m.value for m in sorted(history["train_loss"], key=lambda m: m.step)] == pytest.approx([0.5, 0.4])
     for wall, cpu in zip(history["epoch_seconds"], history["epoch_cpu_seconds"]):
@@ -186,13 +188,18 @@ def test_processes_opening_a_new_store_at_once_share_one_experiment(tmp_path: Pa
     assert [e.name for e in experiments if e.name != "Default"] == [tracking.EXPERIMENT]
 
 
-def test_a_store_locked_for_too_long_fails_naming_the_lock_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_store_locked_for_too_long_fails_naming_the_lock_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from filelock import FileLock
 
     monkeypatch.setattr(tracking, "STORE_LOCK_TIMEOUT_S", 0.2)
-    with FileLock(str(tmp_path / "mlflow.db.lock")):  # another holder: flock knows no owner but the open file
-        with pytest.raises(tracking.StoreBusyError, match=r"held .*mlflow\.db\.lock for 0\.2 s"):
-            tracking.use_project_store()
+    # Another holder: flock knows no owner but the open file.
+    with (
+        FileLock(str(tmp_path / "mlflow.db.lock")),
+        pytest.raises(tracking.StoreBusyError, match=r"held .*mlflow\.db\.lock for 0\.2 s"),
+    ):
+        tracking.use_project_store()
     assert not (tmp_path / "mlflow.db").exists()  # nothing touched the store
 
 

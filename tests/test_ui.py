@@ -21,21 +21,41 @@ from pathlib import Path
 
 import mlflow
 import pytest
-
 from projects import cli_env, make_tiny_project
 
 pytestmark = pytest.mark.slow
 
 TINY_MODEL = {"encoder_widths": [8], "decoder_widths": [8], "head": "dense"}
 TINY_TUNE = {
-    "study_name": "ui", "n_trials": 2, "trials_per_process": 2, "max_epochs": 2, "train_images": 96, "val_images": 48,
-    "search": {"latent_size": [4, 8], "encoder_layers": [0], "encoder_width": [8], "decoder_layers": [1],
-               "decoder_width": [8], "learning_rate": {"low": 0.001, "high": 0.01}, "batch_size": [32], "head": ["dense"]},
+    "study_name": "ui",
+    "n_trials": 2,
+    "trials_per_process": 2,
+    "max_epochs": 2,
+    "train_images": 96,
+    "val_images": 48,
+    "search": {
+        "latent_size": [4, 8],
+        "encoder_layers": [0],
+        "encoder_width": [8],
+        "decoder_layers": [1],
+        "decoder_width": [8],
+        "learning_rate": {"low": 0.001, "high": 0.01},
+        "batch_size": [32],
+        "head": ["dense"],
+    },
 }
 # Headless on a machine without network: the background services' connections would all be refused.
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--window-size=1400,1000", "--virtual-time-budget=20000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+    "--virtual-time-budget=20000",
 ]
 
 
@@ -52,22 +72,38 @@ def render(url: str, screenshot: Path | None = None) -> str:
     """The page's DOM after its scripts ran; with ``screenshot``, a PNG of it as well."""
     with tempfile.TemporaryDirectory() as profile:
         command = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
-        dom = subprocess.run([*command, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+        dom = subprocess.run(
+            [*command, "--dump-dom", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        ).stdout
         if screenshot:
-            subprocess.run([*command, f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
+            subprocess.run(
+                [*command, f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True
+            )
     return dom
 
 
 def lstm_ae(project: Path, *args: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "lstm_ae", *args, "-q"], cwd=project, env=cli_env(),
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "lstm_ae", *args, "-q"],
+        cwd=project,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """train, evaluate and a 2-trial study, through the command line, into the project's store."""
-    root = make_tiny_project(tmp_path_factory.mktemp("ui"), model=TINY_MODEL, train={"max_epochs": 2}, tune=TINY_TUNE)
+    root = make_tiny_project(
+        tmp_path_factory.mktemp("ui"), model=TINY_MODEL, train={"max_epochs": 2}, tune=TINY_TUNE
+    )
     for command in (["train"], ["evaluate"], ["tune"]):
         lstm_ae(root, *command)
     return root
@@ -78,9 +114,23 @@ def ui(project: Path) -> Iterator[str]:
     chromium()  # skip or fail before starting a server
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", "sqlite:///mlflow.db",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=project, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            "sqlite:///mlflow.db",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=project,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -127,7 +177,8 @@ def test_the_run_page_shows_the_test_mse(project: Path, ui: str, tmp_path: Path)
 
 def test_the_artifacts_tab_shows_the_reconstruction_figure(project: Path, ui: str, tmp_path: Path) -> None:
     run, _, _ = runs(project)
-    url = f"{ui}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/artifacts/evaluate/reconstructions.png"
+    run_page = f"{ui}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    url = f"{run_page}/artifacts/evaluate/reconstructions.png"
     shot = tmp_path / "reconstructions.png"
     dom = render(url, shot)
     assert '<img alt="evaluate/reconstructions.png" src="blob:' in dom  # fetched from the server and shown

@@ -46,27 +46,49 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for name, summary in STAGES.items():
         stage = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
-        stage.add_argument("--params", type=Path, default=Path("params.yaml"), help="settings file (default: %(default)s)")
-        stage.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only")
+        stage.add_argument(
+            "--params", type=Path, default=Path("params.yaml"), help="settings file (default: %(default)s)"
+        )
+        stage.add_argument(
+            "-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only"
+        )
         if name == "tune":
             for key, (kind, metavar, text) in TUNE_OPTIONS.items():
                 flag = "--timeout" if key == "timeout_s" else "--" + key.replace("_", "-")
                 # The underscore spelling is what `mlflow run -P key=value` passes through.
                 flags = dict.fromkeys([flag, f"--{key}"])
                 stage.add_argument(
-                    *flags, dest=key, type=kind, metavar=metavar, help=f"{text} (default: tune.{key} in params.yaml)"
+                    *flags,
+                    dest=key,
+                    type=kind,
+                    metavar=metavar,
+                    help=f"{text} (default: tune.{key} in params.yaml)",
                 )
-    tool = sub.add_parser("reconstruct", help=TOOLS["reconstruct"], description=TOOLS["reconstruct"][0].upper() + TOOLS["reconstruct"][1:] + ".")
-    tool.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER", help="image files, or folders of them")
-    tool.add_argument("--model", default="models/model.keras",
-                      help="a .keras file or an MLflow model URI, e.g. models:/cifar10-lstm-autoencoder@champion (default: %(default)s)")
-    tool.add_argument("--out", type=Path, default=Path("reports/reconstruct"), help="output folder (default: %(default)s)")
+    tool = sub.add_parser(
+        "reconstruct",
+        help=TOOLS["reconstruct"],
+        description=TOOLS["reconstruct"][0].upper() + TOOLS["reconstruct"][1:] + ".",
+    )
+    tool.add_argument(
+        "inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER", help="image files, or folders of them"
+    )
+    tool.add_argument(
+        "--model",
+        default="models/model.keras",
+        help="a .keras file or an MLflow model URI, e.g. models:/cifar10-lstm-autoencoder@champion "
+        "(default: %(default)s)",
+    )
+    tool.add_argument(
+        "--out", type=Path, default=Path("reports/reconstruct"), help="output folder (default: %(default)s)"
+    )
     tool.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only")
     return parser
 
 
 def _configure_logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     # TensorFlow's C++ start-up chatter hides the lines that matter; errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not _progress_wanted(quiet):  # MLflow's artifact bars would print as noise in logs
@@ -106,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage in TOOLS:
             from lstm_ae.startup import import_quietly
 
-            tool = import_quietly(f"lstm_ae.stages.{args.stage}")
+            tool = import_quietly(f"lstm_ae.serving.{args.stage}")
             tool.run(args.inputs, args.model, args.out, progress=_progress_wanted(args.quiet))
         else:
             overrides = {k: getattr(args, k) for k in TUNE_OPTIONS if getattr(args, k, None) is not None}
@@ -119,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as lstm_ae.errors.Terminated
         signum = getattr(exc, "signum", signal.SIGINT)
-        print(f"interrupted ({signal.Signals(signum).name}); outputs from before this run are unchanged", file=sys.stderr)
+        print(
+            f"interrupted ({signal.Signals(signum).name}); outputs from before this run are unchanged",
+            file=sys.stderr,
+        )
         return 128 + signum
     # ru_maxrss is in KiB on Linux: the stage's peak resident memory, reported for the 6 GB budget.
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

@@ -20,14 +20,14 @@ from pydantic import (
     model_validator,
 )
 
-from lstm_ae.corruption import Corruption, Task
+from lstm_ae.data.corruption import Corruption, Task
 from lstm_ae.errors import UserError
 
 
 def _number(value: Any) -> Any:
     """Accept YAML's `1e-4` (a string to PyYAML) as a number; refuse booleans, which are ints to Python."""
     if isinstance(value, bool):
-        raise ValueError("expected a number, not true/false")
+        raise ValueError("expected a number, not true/false")  # noqa: TRY004 - pydantic reports ValueError
     if isinstance(value, str):
         try:
             return float(value)
@@ -98,8 +98,10 @@ def _check_even(bidirectional: bool, info: ValidationInfo, section: str, keys: t
         for key in keys:
             odd = [w for w in info.data.get(key, ()) if w % 2]
             if odd:
-                raise ValueError(f"true splits each LSTM's width between two directions, so {section}.{key} "
-                                 f"must hold even widths (it has {odd[0]})")
+                raise ValueError(
+                    f"true splits each LSTM's width between two directions, so {section}.{key} "
+                    f"must hold even widths (it has {odd[0]})"
+                )
 
 
 class ModelConfig(_Section):
@@ -259,7 +261,9 @@ def parse_config(raw: Any, source: str = "params.yaml") -> Config:
     if raw is None:
         raise ConfigError(f"{source}: empty; expected the sections {', '.join(Config.model_fields)}")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}"
+        )
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
@@ -301,9 +305,11 @@ def load_config(path: Path = Path("params.yaml")) -> Config:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"{path}: not UTF-8 text: byte {data[exc.start]:#04x} on line {line}; save it as UTF-8") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text: byte {data[exc.start]:#04x} on line {line}; save it as UTF-8"
+        ) from None
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"

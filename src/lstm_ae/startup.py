@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
-
 REDELIVER_AFTER_S = 0.01  # handle_signals: time for the unraisable hook to return first
 
 
@@ -129,6 +128,6 @@ def tune_worker(*args: Any) -> None:
     """
     handle_signals()
     try:
-        import_quietly("lstm_ae.trials").work(*args)
+        import_quietly("lstm_ae.tuning.workers").work(*args)
     except KeyboardInterrupt as exc:
         sys.exit(128 + getattr(exc, "signum", signal.SIGINT))

@@ -18,7 +18,7 @@ import mlflow
 from matplotlib.figure import Figure
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from lstm_ae.corruption import Corruption
+from lstm_ae.data.corruption import Corruption
 from lstm_ae.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,11 @@ def git_commit(root: Path) -> str | None:
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -193,7 +197,7 @@ def log_reconstruction_model(keras_file: Path) -> None:
     """
     mlflow.pyfunc.log_model(
         name="model",
-        python_model=str(Path(__file__).with_name("served_model.py")),  # models from code: no pickle
+        python_model=str(Path(__file__).parent / "serving" / "model_code.py"),  # models from code: no pickle
         artifacts={"keras_model": str(keras_file)},
         code_paths=[str(Path(__file__).parent)],
         pip_requirements=[f"{name}=={importlib.metadata.version(name)}" for name in SERVING_REQUIREMENTS],
@@ -221,7 +225,9 @@ def register_model(run_id: str, test_mse: float, name: str = REGISTERED_MODEL) -
         client.set_model_version_tag(name, version.version, "test_mse", repr(test_mse))
     else:
         logged = mlflow.search_logged_models(
-            filter_string=f"source_run_id = '{run_id}' AND name = 'model'", max_results=1, output_format="list"
+            filter_string=f"source_run_id = '{run_id}' AND name = 'model'",
+            max_results=1,
+            output_format="list",
         )
         if not logged:
             raise mlflow.exceptions.MlflowException(f"run {run_id} has no logged model named 'model'")
@@ -249,7 +255,9 @@ def resume_or_start(run_id: str | None, **start_kwargs: Any) -> mlflow.ActiveRun
     return mlflow.start_run(**start_kwargs)
 
 
-def open_parent_run(experiment_id: str, name: str, earlier_run_id: str | None, tags: Mapping[str, str]) -> tuple[str, bool]:
+def open_parent_run(
+    experiment_id: str, name: str, earlier_run_id: str | None, tags: Mapping[str, str]
+) -> tuple[str, bool]:
     """The run that holds a study: the one `mlflow run` made, the study's earlier one, or a new one.
 
     Returns (run id, new): a new run still needs the study's params. A reopened run is marked
@@ -266,19 +274,25 @@ def open_parent_run(experiment_id: str, name: str, earlier_run_id: str | None, t
             client.update_run(earlier_run_id, status="RUNNING")
             return earlier_run_id, False
         except mlflow.exceptions.MlflowException:
-            log.warning("the study's MLflow run %s is not in %s; starting a new one", earlier_run_id, tracking_uri())
+            log.warning(
+                "the study's MLflow run %s is not in %s; starting a new one", earlier_run_id, tracking_uri()
+            )
     run = client.create_run(experiment_id, run_name=name, tags=dict(tags))
     return run.info.run_id, True
 
 
 @contextlib.contextmanager
-def child_run(parent_run_id: str, experiment_id: str, name: str, tags: Mapping[str, str]) -> Iterator[mlflow.ActiveRun]:
+def child_run(
+    parent_run_id: str, experiment_id: str, name: str, tags: Mapping[str, str]
+) -> Iterator[mlflow.ActiveRun]:
     """A run nested under ``parent_run_id``; the caller ends it with :func:`end_active_run`.
 
     The parent is named by tag rather than made the active run, so parallel worker processes
     can all nest their runs under one parent.
     """
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags={MLFLOW_PARENT_RUN_ID: parent_run_id, **tags})
+    run = mlflow.start_run(
+        experiment_id=experiment_id, run_name=name, tags={MLFLOW_PARENT_RUN_ID: parent_run_id, **tags}
+    )
     try:
         yield run
     finally:

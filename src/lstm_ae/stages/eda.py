@@ -10,9 +10,9 @@ import numpy as np
 from lstm_ae import eda, figures
 from lstm_ae.atomic import atomic_dir, write_text
 from lstm_ae.config import Config
-from lstm_ae.dataset import load_dataset
+from lstm_ae.data.dataset import load_dataset
+from lstm_ae.data.sequences import to_images
 from lstm_ae.paths import EDA_FIGURES, EDA_METRICS, PROCESSED
-from lstm_ae.sequences import to_images
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,17 @@ def run(cfg: Config) -> dict[str, float]:
     labels = np.concatenate([data.y_train, data.y_val])
     corr = eda.channel_corr(images)
     stats = eda.brightness_stats(images)
-    stats.update({f"corr_{a}{b}": float(corr[i, j]) for i, j, a, b in ((0, 1, "r", "g"), (0, 2, "r", "b"), (1, 2, "g", "b"))})
+    stats.update(
+        {
+            f"corr_{a}{b}": float(corr[i, j])
+            for i, j, a, b in ((0, 1, "r", "g"), (0, 2, "r", "b"), (1, 2, "g", "b"))
+        }
+    )
 
     rng = np.random.default_rng(cfg.seed)
-    pixels = images.reshape(-1, 3)[rng.choice(len(images) * 1024, size=cfg.eda.scatter_samples, replace=False)]
+    pixels = images.reshape(-1, 3)[
+        rng.choice(len(images) * 1024, size=cfg.eda.scatter_samples, replace=False)
+    ]
     drawn = {
         "samples": figures.sample_grid(images, labels, data.class_names),
         "pixel_histogram": figures.pixel_histogram(images),

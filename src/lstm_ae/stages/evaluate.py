@@ -4,44 +4,29 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
-import keras
 import mlflow
 import numpy as np
 
 from lstm_ae import figures, metrics, tracking
-from lstm_ae import model as _model  # noqa: F401 - registers the model's own layers for load_model
 from lstm_ae.atomic import atomic_dir, write_text
 from lstm_ae.baselines import pca_reconstruct
 from lstm_ae.config import Config
-from lstm_ae.dataset import load_dataset
-from lstm_ae.errors import UserError
-from lstm_ae.paths import EDA_FIGURES, EDA_METRICS, EVAL_FIGURES, METRICS, MODEL, PER_CLASS, PROCESSED, RUN_INFO, require
-from lstm_ae.sequences import to_images
-from lstm_ae.training import keras_verbosity
+from lstm_ae.data.dataset import load_dataset
+from lstm_ae.data.sequences import to_images
+from lstm_ae.model.fit import keras_verbosity
+from lstm_ae.model.saved import load_model
+from lstm_ae.paths import (
+    EDA_FIGURES,
+    EDA_METRICS,
+    EVAL_FIGURES,
+    METRICS,
+    PER_CLASS,
+    PROCESSED,
+    RUN_INFO,
+)
 
 log = logging.getLogger(__name__)
-
-
-class ModelFileError(UserError, ValueError):
-    """The model file cannot be loaded, or not safely; the message says what to do."""
-
-
-def load_model(path: Path = MODEL) -> keras.Model:
-    """Load for inference only, in Keras safe mode: a model file cannot run arbitrary code
-    (a Lambda layer's Python function is refused, not called)."""
-    try:
-        return keras.models.load_model(require(path, made_by="train"), compile=False, safe_mode=True)
-    except ValueError as exc:
-        if "safe_mode" in str(exc):
-            raise ModelFileError(
-                f"{path}: refused to load: it holds Python code (a Lambda layer) that Keras safe mode does "
-                "not run. Write it again with `dvc repro train`"
-            ) from exc
-        raise ModelFileError(
-            f"{path}: not a readable Keras model file; write it again with `dvc repro train`"
-        ) from exc
 
 
 def headline(summary: dict[str, float], prefix: str) -> dict[str, float]:
@@ -51,8 +36,12 @@ def headline(summary: dict[str, float], prefix: str) -> dict[str, float]:
 
 def per_class_csv(model_summary: dict[str, float], pca_summary: dict[str, float], class_names) -> str:
     rows = ["class,model_mse,pca_mse"]
-    present = [c for c in class_names if f"test_mse_{c}" in model_summary]  # a small test set may lack a class
-    rows += [f"{c},{model_summary[f'test_mse_{c}']:.8g},{pca_summary[f'pca_test_mse_{c}']:.8g}" for c in present]
+    present = [
+        c for c in class_names if f"test_mse_{c}" in model_summary
+    ]  # a small test set may lack a class
+    rows += [
+        f"{c},{model_summary[f'test_mse_{c}']:.8g},{pca_summary[f'pca_test_mse_{c}']:.8g}" for c in present
+    ]
     return "\n".join(rows) + "\n"
 
 
@@ -66,12 +55,18 @@ def register(run_id: str, test_mse: float, name: str) -> None:
     try:
         version, crowned = tracking.register_model(run_id, test_mse, name)
     except mlflow.exceptions.MlflowException as exc:  # e.g. the training run is in another store
-        log.warning("model not registered: run %s has no logged model here (%s)", run_id, str(exc).splitlines()[0])
+        log.warning(
+            "model not registered: run %s has no logged model here (%s)", run_id, str(exc).splitlines()[0]
+        )
         return
     mlflow.set_tags({"registered_model": f"{name}/{version}", "champion": str(crowned)})
     log.info(
-        "registered %s version %s%s", name, version,
-        f" as @{tracking.CHAMPION}" if crowned else f"; @{tracking.CHAMPION} stays (test MSE {test_mse:.5f} does not beat it)",
+        "registered %s version %s%s",
+        name,
+        version,
+        f" as @{tracking.CHAMPION}"
+        if crowned
+        else f"; @{tracking.CHAMPION} stays (test MSE {test_mse:.5f} does not beat it)",
     )
 
 
@@ -80,7 +75,11 @@ def examples_figure(clean, inputs, outputs, picks, titles, restoring: bool):
     if not restoring:
         return figures.reconstructions(clean[picks], outputs[picks], titles=titles)
     return figures.reconstructions(
-        clean[picks], inputs[picks], extra=[outputs[picks]], titles=titles, rows=("clean", "corrupted", "restored")
+        clean[picks],
+        inputs[picks],
+        extra=[outputs[picks]],
+        titles=titles,
+        rows=("clean", "corrupted", "restored"),
     )
 
 
@@ -106,14 +105,18 @@ def run(cfg: Config) -> dict[str, float]:
         "mean_image_test_mse": float(np.mean((data.x_test - mean_image) ** 2)),
     }
     if not corruption.is_identity:
-        input_summary = metrics.summarize(clean, input_images, data.y_test, data.class_names, prefix="input_test")
+        input_summary = metrics.summarize(
+            clean, input_images, data.y_test, data.class_names, prefix="input_test"
+        )
         results.update(headline(input_summary, "input_test"))
 
     picks = example_indices(data.y_test, cfg.evaluate.examples)
     errors = metrics.mse_per_image(clean, recon_images)
     titles = [data.class_names[data.y_test[i]] for i in picks]
     drawn = {
-        "reconstructions": examples_figure(clean, input_images, recon_images, picks, titles, not corruption.is_identity),
+        "reconstructions": examples_figure(
+            clean, input_images, recon_images, picks, titles, not corruption.is_identity
+        ),
         "best_worst": figures.best_worst(clean, recon_images, errors, k=cfg.evaluate.best_worst),
     }
     with atomic_dir(EVAL_FIGURES) as folder:
@@ -124,7 +127,10 @@ def run(cfg: Config) -> dict[str, float]:
 
     tracking.use_project_store()
     run_id = json.loads(RUN_INFO.read_text())["run_id"] if RUN_INFO.exists() else None
-    with tracking.resume_or_start(run_id, tags=tracking.run_tags(data.archive_md5)), tracking.ended_as_it_failed():
+    with (
+        tracking.resume_or_start(run_id, tags=tracking.run_tags(data.archive_md5)),
+        tracking.ended_as_it_failed(),
+    ):
         mlflow.log_metrics({**model_summary, **pca_summary, **results})
         tracking.log_figures(drawn, "evaluate")
         if EDA_METRICS.exists():
@@ -135,11 +141,18 @@ def run(cfg: Config) -> dict[str, float]:
         register(mlflow.active_run().info.run_id, results["test_mse"], tracking.registered_name(corruption))
     log.info(
         "test MSE %.5f (PCA-%d %.5f), PSNR %.2f dB, SSIM %.3f",
-        results["test_mse"], cfg.model.latent_size, results["pca_test_mse"], results["test_psnr"], results["test_ssim"],
+        results["test_mse"],
+        cfg.model.latent_size,
+        results["pca_test_mse"],
+        results["test_psnr"],
+        results["test_ssim"],
     )
     if not corruption.is_identity:
         log.info(
-            "%s: the corrupted input itself scores PSNR %.2f dB, SSIM %.3f (output %+.2f dB)", corruption.describe(),
-            results["input_test_psnr"], results["input_test_ssim"], results["test_psnr"] - results["input_test_psnr"],
+            "%s: the corrupted input itself scores PSNR %.2f dB, SSIM %.3f (output %+.2f dB)",
+            corruption.describe(),
+            results["input_test_psnr"],
+            results["input_test_ssim"],
+            results["test_psnr"] - results["input_test_psnr"],
         )
     return results

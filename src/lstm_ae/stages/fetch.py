@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lstm_ae.config import Config
-from lstm_ae.download import fetch
+from lstm_ae.data.download import fetch
 from lstm_ae.paths import RAW_ARCHIVE
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from lstm_ae.cifar import read_archive
 from lstm_ae.config import Config
-from lstm_ae.dataset import Dataset, save_dataset
-from lstm_ae.download import file_md5
+from lstm_ae.data.cifar import read_archive
+from lstm_ae.data.dataset import Dataset, save_dataset
+from lstm_ae.data.download import file_md5
+from lstm_ae.data.sequences import split_train_val, to_sequences
 from lstm_ae.paths import PROCESSED, RAW_ARCHIVE, require
-from lstm_ae.sequences import split_train_val, to_sequences
 
 log = logging.getLogger(__name__)
 
@@ -31,5 +31,11 @@ def run(cfg: Config, progress: bool = True) -> Dataset:
         archive_md5=file_md5(RAW_ARCHIVE),
     )
     save_dataset(data, PROCESSED)
-    log.info("train %d, validation %d, test %d sequences -> %s", len(x_train), len(x_val), len(data.x_test), PROCESSED)
+    log.info(
+        "train %d, validation %d, test %d sequences -> %s",
+        len(x_train),
+        len(x_val),
+        len(data.x_test),
+        PROCESSED,
+    )
     return data

@@ -12,10 +12,10 @@ import mlflow
 from lstm_ae import figures, tracking
 from lstm_ae.atomic import atomic_path, write_text
 from lstm_ae.config import Config
-from lstm_ae.dataset import load_dataset
-from lstm_ae.model import build_autoencoder
+from lstm_ae.data.dataset import load_dataset
+from lstm_ae.model.autoencoder import build_autoencoder
+from lstm_ae.model.fit import fit
 from lstm_ae.paths import HISTORY, LOSS_FIGURE, MODEL, PROCESSED, RUN_INFO
-from lstm_ae.training import fit
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,18 @@ def warn_if_bfloat16_is_emulated(cfg: Config) -> None:
     if not tf.config.list_physical_devices("GPU") and lacks_native_bfloat16(CPU_INFO.read_text()):
         log.warning(
             "model.precision is mixed_bfloat16, but this CPU has no bfloat16 instructions (AVX512_BF16, "
-            "AMX or Arm BF16), so TensorFlow emulates them: float32 may be faster here (model.precision: float32)"
+            "AMX or Arm BF16), so TensorFlow emulates them: "
+            "float32 may be faster here (model.precision: float32)"
         )
 
 
 def history_csv(history: dict[str, list[float]]) -> str:
     """One row per epoch (1-based) with train and validation loss, the file `dvc plots` draws."""
     rows = ["epoch,loss,val_loss"]
-    rows += [f"{i + 1},{loss:.8g},{val:.8g}" for i, (loss, val) in enumerate(zip(history["loss"], history["val_loss"]))]
+    rows += [
+        f"{i + 1},{loss:.8g},{val:.8g}"
+        for i, (loss, val) in enumerate(zip(history["loss"], history["val_loss"]))
+    ]
     return "\n".join(rows) + "\n"
 
 
@@ -74,8 +78,13 @@ def run(cfg: Config) -> dict[str, list[float]]:
             {"n_train": len(data.x_train), "n_val": len(data.x_val), "param_count": model.count_params()}
         )
         history = fit(
-            model, data.x_train, data.x_val, cfg.train,
-            callbacks=[tracking.EpochLogger()], corruption=cfg.input_corruption, seed=cfg.seed,
+            model,
+            data.x_train,
+            data.x_val,
+            cfg.train,
+            callbacks=[tracking.EpochLogger()],
+            corruption=cfg.input_corruption,
+            seed=cfg.seed,
         )
         best = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
         mlflow.log_metrics({"best_epoch": best + 1, "best_val_loss": history["val_loss"][best]})
@@ -91,5 +100,11 @@ def run(cfg: Config) -> dict[str, list[float]]:
             model.save(tmp)
             tracking.log_reconstruction_model(tmp)
         write_text(RUN_INFO, json.dumps({"run_id": active.info.run_id}, indent=2) + "\n")
-    log.info("best epoch %d of %d, val_loss %.5f -> %s", best + 1, len(history["val_loss"]), history["val_loss"][best], MODEL)
+    log.info(
+        "best epoch %d of %d, val_loss %.5f -> %s",
+        best + 1,
+        len(history["val_loss"]),
+        history["val_loss"][best],
+        MODEL,
+    )
     return history

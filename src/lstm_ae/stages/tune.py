@@ -15,12 +15,13 @@ from collections import Counter
 import mlflow
 import optuna
 
-from lstm_ae import tracking, tuning
+from lstm_ae import tracking
 from lstm_ae.atomic import atomic_dir, write_text
 from lstm_ae.config import Config
-from lstm_ae.dataset import read_archive_md5
+from lstm_ae.data.dataset import read_archive_md5
 from lstm_ae.paths import PROCESSED, TUNE_BEST, TUNE_FIGURES, TUNE_SUMMARY, TUNE_TRIALS
-from lstm_ae.trials import TuneError, fail_orphans, run_trials
+from lstm_ae.tuning import search
+from lstm_ae.tuning.workers import TuneError, fail_orphans, run_trials
 
 log = logging.getLogger(__name__)
 
@@ -69,31 +70,49 @@ def run(cfg: Config, isolate: bool = True, progress: bool = False) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data_md5 = read_archive_md5(PROCESSED)  # first: a missing data set fails before any study exists
     experiment_id = tracking.use_project_store()
-    storage = tuning.open_storage(tune.storage, tracking.project_root(), tune.heartbeat_s)
-    study = optuna.create_study(study_name=tune.study_name, storage=storage, direction="minimize", load_if_exists=True)
+    storage = search.open_storage(tune.storage, tracking.project_root(), tune.heartbeat_s)
+    study = optuna.create_study(
+        study_name=tune.study_name, storage=storage, direction="minimize", load_if_exists=True
+    )
     check_settings(study, study_settings(cfg, data_md5))
     fail_orphans(study, "no longer exists")
 
-    tags = {**tracking.run_tags(data_md5), **tracking.task_tags(cfg.input_corruption), "optuna.study_name": tune.study_name, "optuna.storage": tuning.redact(tune.storage)}
-    parent_id, created = tracking.open_parent_run(experiment_id, f"study-{tune.study_name}", study.user_attrs.get(PARENT_ATTR), tags)
+    tags = {
+        **tracking.run_tags(data_md5),
+        **tracking.task_tags(cfg.input_corruption),
+        "optuna.study_name": tune.study_name,
+        "optuna.storage": search.redact(tune.storage),
+    }
+    parent_id, created = tracking.open_parent_run(
+        experiment_id, f"study-{tune.study_name}", study.user_attrs.get(PARENT_ATTR), tags
+    )
     study.set_user_attr(PARENT_ATTR, parent_id)
     if created:
-        settings = {**tune.model_dump(mode="json"), "storage": tuning.redact(tune.storage)}
+        settings = {**tune.model_dump(mode="json"), "storage": search.redact(tune.storage)}
         params = {
-            "seed": cfg.seed, "task": cfg.task, "corruption": cfg.corruption.model_dump(mode="json"),
-            "train.patience": cfg.train.patience, "tune": settings,
+            "seed": cfg.seed,
+            "task": cfg.task,
+            "corruption": cfg.corruption.model_dump(mode="json"),
+            "train.patience": cfg.train.patience,
+            "tune": settings,
         }
         mlflow.MlflowClient().log_batch(
-            parent_id, params=[mlflow.entities.Param(k, str(v)) for k, v in tracking.flatten_params(params).items()]
+            parent_id,
+            params=[mlflow.entities.Param(k, str(v)) for k, v in tracking.flatten_params(params).items()],
         )
     # Trials must not resume the run that `mlflow run` handed us: they are its children.
     os.environ.pop("MLFLOW_RUN_ID", None)
 
-    finished = tuning.finished_trials(study)
+    finished = search.finished_trials(study)
     budget = tune.n_trials - finished
     log.info(
         "study %s in %s: %d finished trial(s); running up to %d more on %d worker(s); MLflow run %s",
-        tune.study_name, tuning.redact(tune.storage), finished, max(budget, 0), tune.workers, parent_id,
+        tune.study_name,
+        search.redact(tune.storage),
+        finished,
+        max(budget, 0),
+        tune.workers,
+        parent_id,
     )
     status = "FAILED"
     try:
@@ -102,7 +121,10 @@ def run(cfg: Config, isolate: bool = True, progress: bool = False) -> dict:
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
-        log.warning("interrupted: finished trials are kept in %s; run the same command to continue", tuning.redact(tune.storage))
+        log.warning(
+            "interrupted: finished trials are kept in %s; run the same command to continue",
+            search.redact(tune.storage),
+        )
         raise
     finally:
         mlflow.MlflowClient().set_terminated(parent_id, status)
@@ -118,31 +140,36 @@ def _report(cfg: Config, study: optuna.Study, parent_id: str) -> dict:
             "Check the failed trials' `error` tag in MLflow, then run the same command again"
         )
     best = study.best_trial
-    overrides = tuning.best_overrides(best, cfg.train, cfg.model.precision)
-    command = tuning.exp_run_command(overrides)
-    importances = tuning.param_importances(study, cfg.seed)
+    overrides = search.best_overrides(best, cfg.train, cfg.model.precision)
+    command = search.exp_run_command(overrides)
+    importances = search.param_importances(study, cfg.seed)
     summary = {
         "best_val_mse": best.value,
         "best_trial": best.number,
         "n_complete": counts["COMPLETE"],
         "n_pruned": counts["PRUNED"],
         "n_failed": counts["FAIL"],
-        "trial_epochs": tuning.trial_epochs(study),
+        "trial_epochs": search.trial_epochs(study),
         "importance": importances,
     }
     header = (
         f"# Best of study {study.study_name!r}: trial {best.number}, validation MSE {best.value:.6f}\n"
-        f"# ({cfg.tune.max_epochs} epochs on {cfg.tune.train_images} training images). Train the pipeline with it:\n"
+        f"# ({cfg.tune.max_epochs} epochs on {cfg.tune.train_images} training images). "
+        "Train the pipeline with it:\n"
         f"#   {command}\n"
     )
     body = "".join(
-        f"{section}:\n" + "".join(f"  {key}: {value if isinstance(value, str) else json.dumps(value)}\n" for key, value in values.items())
+        f"{section}:\n"
+        + "".join(
+            f"  {key}: {value if isinstance(value, str) else json.dumps(value)}\n"
+            for key, value in values.items()
+        )
         for section, values in overrides.items()
     )
     write_text(TUNE_BEST, header + body)
     write_text(TUNE_SUMMARY, json.dumps(summary, indent=2) + "\n")
     write_text(TUNE_TRIALS, study.trials_dataframe().to_csv(index=False))
-    figures = tuning.study_figures(study, cfg.seed)
+    figures = search.study_figures(study, cfg.seed)
     with atomic_dir(TUNE_FIGURES) as tmp:
         for name, figure in figures.items():
             figure.savefig(tmp / f"{name}.png", dpi=100)
@@ -155,5 +182,7 @@ def _report(cfg: Config, study: optuna.Study, parent_id: str) -> dict:
         )
         tracking.log_figures(figures, "study")
         mlflow.log_artifact(str(TUNE_BEST), "study")
-    log.info("best trial %d: val MSE %.6f; train the pipeline with it:\n  %s", best.number, best.value, command)
+    log.info(
+        "best trial %d: val MSE %.6f; train the pipeline with it:\n  %s", best.number, best.value, command
+    )
     return summary

@@ -1,0 +1,1 @@
+"""The data room: the official archive (download, safe reading), row sequences, the data set, corruptions."""

@@ -1,0 +1,1 @@
+"""The serving room: images in, reconstructions out; the MLflow pyfunc; `lstm-ae reconstruct`."""

@@ -1,0 +1,327 @@
+"""Optuna search space and objective; a trial is turned into the same configs that `train` uses.
+
+Nothing here talks to MLflow or reads files: the stage injects tracking (as a context manager
+that yields Keras callbacks) and the data, so the objective is the training code plus a search
+space, as in optuna-examples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import re
+import shlex
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import optuna
+import sqlalchemy
+from matplotlib.figure import Figure
+from optuna.trial import FrozenTrial, TrialState
+
+from lstm_ae.config import ModelConfig, SearchSpace, TrainConfig
+from lstm_ae.data.corruption import Corruption
+from lstm_ae.errors import UserError
+from lstm_ae.model.autoencoder import build_autoencoder
+from lstm_ae.model.fit import IDENTITY, fit
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+# A tracker wraps one trial: it receives the trial and its configs, yields the Keras callbacks
+# to add (per-epoch logging) and a dict that the objective fills with the trial's final metrics.
+Tracker = Callable[
+    [optuna.Trial, ModelConfig, TrainConfig], contextlib.AbstractContextManager[tuple[list, dict]]
+]
+# Called with a trial that Optuna's heartbeat found silent and failed.
+StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+class StorageError(UserError, ValueError):
+    """tune.storage names a database that cannot be opened."""
+
+
+def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
+    """Draw one point of the search space; the names are what Optuna and MLflow show."""
+    return {
+        "latent_size": trial.suggest_categorical("latent_size", space.latent_size),
+        "encoder_layers": trial.suggest_categorical("encoder_layers", space.encoder_layers),
+        "encoder_width": trial.suggest_categorical("encoder_width", space.encoder_width),
+        "decoder_layers": trial.suggest_categorical("decoder_layers", space.decoder_layers),
+        "decoder_width": trial.suggest_categorical("decoder_width", space.decoder_width),
+        "learning_rate": trial.suggest_float(
+            "learning_rate", space.learning_rate.low, space.learning_rate.high, log=True
+        ),
+        "batch_size": trial.suggest_categorical("batch_size", space.batch_size),
+        "head": trial.suggest_categorical("head", space.head),
+        "bidirectional": trial.suggest_categorical("bidirectional", space.bidirectional),
+        "row_index": trial.suggest_categorical("row_index", space.row_index),
+    }
+
+
+def configs_from_params(
+    params: Mapping[str, Any], train: TrainConfig, max_epochs: int | None = None, precision: str = "float32"
+) -> tuple[ModelConfig, TrainConfig]:
+    """Map trial parameters to the pipeline's ModelConfig and TrainConfig (validated again).
+
+    Like the train keys outside the search, ``precision`` comes from the pipeline's params
+    (model.precision), so a study on a bfloat16 CPU can compute in bfloat16 too.
+    """
+    model = ModelConfig(
+        encoder_widths=(params["encoder_width"],) * params["encoder_layers"] + (params["latent_size"],),
+        decoder_widths=(params["decoder_width"],) * params["decoder_layers"],
+        head=params["head"],
+        # Absent from the trials of studies that began before these choices existed.
+        bidirectional=params.get("bidirectional", False),
+        row_index=params.get("row_index", False),
+        precision=precision,
+    )
+    update = {"learning_rate": params["learning_rate"], "batch_size": params["batch_size"]}
+    if max_epochs is not None:
+        update["max_epochs"] = max_epochs
+    return model, TrainConfig.model_validate({**train.model_dump(), **update})
+
+
+def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
+    """Seeded TPE: the same study from scratch proposes the same trials (with one worker)."""
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
+    """median (default): stop a trial whose epoch loss is worse than the median of earlier trials
+    at the same epoch, after 5 trials have finished; hyperband: successive halving brackets."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def open_storage(
+    storage: str, root: Path, heartbeat_s: int | None = None, on_stale: StaleCallback | None = None
+) -> optuna.storages.BaseStorage:
+    """An Optuna storage: a URL (anything with ``://``) is a database, a path a journal file under ``root``.
+
+    Optuna's journal file is safe for several processes on one machine (it locks the file), and
+    needs no server, so it is the project's default. A database gets Optuna's heartbeat: each
+    running trial records one every ``heartbeat_s`` seconds, and before a trial starts, trials
+    silent for twice that long (their worker was killed, their machine lost) are failed and
+    passed to ``on_stale``. The journal has no heartbeat in Optuna 5; on one machine
+    ``workers.fail_orphans`` finds such trials by process id instead.
+    """
+    if "://" not in storage:
+        path = Path(storage) if Path(storage).is_absolute() else root / storage
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat's
+            return optuna.storages.RDBStorage(
+                storage, heartbeat_interval=heartbeat_s, heartbeat_stale_trial_callback=on_stale
+            )
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise StorageError(
+            f"tune.storage: cannot open {redact(storage)} ({reason}); check the URL and that the database "
+            "server is running, or use a journal file path"
+        ) from exc
+
+
+def redact(url: str) -> str:
+    """A storage URL without its password, fit for logs and run tags."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def finished_trials(study: optuna.Study) -> int:
+    """Trials that count towards n_trials: complete or pruned (failed ones are retried)."""
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+class PruningCallback(keras.callbacks.Callback):
+    """Report each epoch's validation loss to Optuna and stop the fit if the pruner says so.
+
+    The last epoch is reported but never pruned: stopping then saves nothing and would throw
+    away a finished trial's result.
+    """
+
+    def __init__(self, trial: optuna.Trial, last_epoch: int | None = None) -> None:
+        super().__init__()
+        self.trial, self.last_epoch = trial, last_epoch
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        val_loss = (logs or {}).get("val_loss")
+        if val_loss is None or not math.isfinite(val_loss):
+            return  # a NaN loss is TerminateOnNaN's business: the trial fails, it is not pruned
+        self.trial.report(float(val_loss), step=epoch + 1)
+        if epoch + 1 != self.last_epoch and self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (val_loss {val_loss:.5f})")
+
+
+class Objective:
+    """Validation MSE of one trial: build the model from the trial's config and fit it on the
+    task's (corrupted input, clean target) pairs.
+
+    The test split never reaches this object, so nothing is chosen on test data.
+    """
+
+    def __init__(
+        self,
+        x_train: np.ndarray,
+        x_val: np.ndarray,
+        space: SearchSpace,
+        train: TrainConfig,
+        max_epochs: int,
+        seed: int,
+        tracker: Tracker,
+        corruption: Corruption = IDENTITY,
+        precision: str = "float32",
+    ) -> None:
+        self.x_train, self.x_val = x_train, x_val
+        self.space, self.train, self.max_epochs, self.seed = space, train, max_epochs, seed
+        self.tracker, self.corruption, self.precision = tracker, corruption, precision
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = suggest_params(trial, self.space)
+        model_cfg, train_cfg = configs_from_params(params, self.train, self.max_epochs, self.precision)
+        keras.utils.set_random_seed(self.seed + trial.number)
+        with self.tracker(trial, model_cfg, train_cfg) as (callbacks, results), _fresh_keras():
+            model = build_autoencoder(model_cfg)
+            # Tracking callbacks first: a pruned epoch must still be logged before the fit stops.
+            pruning = PruningCallback(trial, train_cfg.max_epochs)
+            history = fit(
+                model,
+                self.x_train,
+                self.x_val,
+                train_cfg,
+                callbacks=[*callbacks, pruning],
+                verbose=0,
+                corruption=self.corruption,
+                seed=self.seed,
+            )
+            value = min(history["val_loss"])
+            results.update(
+                {"val_mse": value, "epochs": len(history["val_loss"]), "param_count": model.count_params()}
+            )
+            return value
+
+
+@contextlib.contextmanager
+def _fresh_keras() -> Iterator[None]:
+    """Free the trial's graph and weights afterwards, so memory stays flat over many trials."""
+    try:
+        yield
+    finally:
+        keras.backend.clear_session()
+        gc.collect()
+
+
+def trial_epochs(study: optuna.Study) -> int:
+    """Epochs spent over all trials: the cost that pruning saves."""
+    return sum(len(t.intermediate_values) for t in study.get_trials(deepcopy=False))
+
+
+def best_overrides(
+    trial: FrozenTrial, train: TrainConfig, precision: str = "float32"
+) -> dict[str, dict[str, Any]]:
+    """The params.yaml values that the best trial stands for (epochs stay the pipeline's own)."""
+    model, tuned = configs_from_params(trial.params, train, precision=precision)
+    return {
+        "model": model.model_dump(mode="json"),  # every model key, so none keeps the pipeline's value
+        "train": {"learning_rate": float(f"{tuned.learning_rate:.4g}"), "batch_size": tuned.batch_size},
+    }
+
+
+def exp_run_command(overrides: Mapping[str, Mapping[str, Any]]) -> str:
+    """The `dvc exp run` line that trains the pipeline with these values."""
+    sets = []
+    for section, values in overrides.items():
+        for key, value in values.items():
+            if isinstance(value, list):
+                text = "[" + ",".join(str(v) for v in value) + "]"
+            else:
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+            sets.append(f"-S {shlex.quote(f'{section}.{key}={text}')}")
+    return "dvc exp run " + " ".join(sets)
+
+
+# Below this many complete trials Optuna's evaluators return equal shares, which mean nothing.
+MIN_TRIALS_FOR_IMPORTANCE = 4
+
+
+def _enough_for_importance(study: optuna.Study) -> bool:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= MIN_TRIALS_FOR_IMPORTANCE
+
+
+def param_importances(study: optuna.Study, seed: int) -> dict[str, float]:
+    """fANOVA importances of the complete trials (empty when there are too few to fit)."""
+    if not _enough_for_importance(study):
+        return {}
+    try:
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+        return {
+            k: float(v)
+            for k, v in optuna.importance.get_param_importances(study, evaluator=evaluator).items()
+        }
+    except (ValueError, RuntimeError):
+        return {}
+
+
+def study_figures(study: optuna.Study, seed: int) -> dict[str, Figure]:
+    """Optuna's matplotlib study plots; a plot the study cannot draw yet (too few trials) is skipped.
+
+    Optuna draws through pyplot, which keeps every figure until it is closed; each one is closed
+    in pyplot at once (it can still be saved), so a process that reports many studies (a test
+    run, a notebook) does not pile them up.
+    """
+    from matplotlib import pyplot
+    from optuna.visualization import matplotlib as plots
+
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+    makers = {
+        "optimization_history": lambda: plots.plot_optimization_history(study),
+        "parallel_coordinate": lambda: plots.plot_parallel_coordinate(study),
+        "intermediate_values": lambda: plots.plot_intermediate_values(study),
+    }
+    if _enough_for_importance(study):
+        makers["param_importances"] = lambda: plots.plot_param_importances(study, evaluator=evaluator)
+    result = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)  # matplotlib, on an axis with a single value
+        for name, make in makers.items():
+            try:
+                axes = make()
+            except (ValueError, RuntimeError):
+                continue
+            axis = axes.flat[0] if isinstance(axes, np.ndarray) else axes
+            if name in ("optimization_history", "intermediate_values"):
+                axis.set_ylabel("validation MSE")
+            if name == "intermediate_values":
+                axis.set_xlabel("epoch")
+            figure = axis.figure
+            pyplot.close(figure)
+            figure.set_size_inches(9, 5.5)
+            figure.tight_layout()
+            result[name] = figure
+    return result
+
+
+def describe_trial(trial: FrozenTrial, best: FrozenTrial | None) -> str:
+    """One progress line: number, state, epochs, time, value, params and the best so far."""
+    seconds = (
+        (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0.0
+    )
+    value = (
+        f"val MSE {trial.value:.5f}" if trial.value is not None else trial.user_attrs.get("error", "no value")
+    )
+    params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+    epochs = len(trial.intermediate_values)
+    line = f"trial {trial.number} {trial.state.name} after {epochs} epoch(s) in {seconds:.1f} s: {value}"
+    line += f" | {params}"
+    if best is not None:
+        line += f" | best: trial {best.number}, {best.value:.5f}"
+    return line

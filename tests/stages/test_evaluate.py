@@ -1,0 +1,86 @@
+"""Loading the model file (Keras safe mode, clear errors) and what evaluate reports for each task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import matplotlib.image
+import mlflow
+import numpy as np
+import pytest
+from projects import make_tiny_project
+
+from lstm_ae import cli
+from lstm_ae.model.saved import ModelFileError, load_model
+from lstm_ae.paths import EVAL_FIGURES, METRICS
+
+
+def save_model_that_writes(marker: Path, path: Path) -> None:
+    """A model whose Lambda layer writes ``marker`` whenever Keras calls it (also while loading)."""
+    target = str(marker)  # a closure over a str serializes with the function; a Path would not
+    inputs = keras.Input((32, 96))
+    outputs = keras.layers.Lambda(lambda x: (open(target, "w").write("ran"), x)[1])(inputs)  # noqa: SIM115
+    keras.Model(inputs, outputs).save(path)
+    marker.unlink()  # building the model called the lambda once
+
+
+def test_a_model_file_with_python_code_is_refused_and_the_code_never_runs(tmp_path: Path) -> None:
+    marker, path = tmp_path / "marker", tmp_path / "model.keras"
+    save_model_that_writes(marker, path)
+    with pytest.raises(ModelFileError, match=r"refused to load: it holds Python code .* `dvc repro train`"):
+        load_model(path)
+    assert not marker.exists()
+    # The control: without safe mode the same file runs the code while loading.
+    keras.models.load_model(path, compile=False, safe_mode=False)
+    assert marker.exists()
+
+
+def test_a_file_that_is_not_a_keras_model_names_itself(tmp_path: Path) -> None:
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"not a zip file")
+    with pytest.raises(ModelFileError, match="model.keras: not a readable Keras model file"):
+        load_model(path)
+
+
+def test_a_missing_model_names_the_train_stage(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="run `dvc repro train`"):
+        load_model(tmp_path / "model.keras")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("task", "corruption", "input_psnr"),
+    [
+        ("denoise", "Gaussian noise, sigma 0.1", (19.5, 21.5)),
+        ("deblur", "Gaussian blur, sigma 1 px", (5, 15)),
+    ],
+)
+def test_a_restoration_task_reports_the_corrupted_input_next_to_the_output(
+    task: str, corruption: str, input_psnr: tuple[float, float], tmp_path: Path, monkeypatch
+) -> None:
+    """train + evaluate with task set: the floor metrics, the three-row figure, the MLflow record."""
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    tiny = {"encoder_widths": [8], "decoder_widths": [8], "head": "dense"}
+    monkeypatch.chdir(make_tiny_project(tmp_path, task=task, model=tiny, train={"max_epochs": 1}))
+    assert cli.main(["train", "--quiet"]) == 0
+    assert cli.main(["evaluate", "--quiet"]) == 0
+
+    results = json.loads(METRICS.read_text())
+    for prefix in ("test", "input_test", "pca_test"):
+        assert all(np.isfinite(results[f"{prefix}_{m}"]) for m in ("mse", "psnr", "ssim")), prefix
+    # Uniform random pixels: noise of sigma 0.1 (a little less after clipping) is about 20 dB; a
+    # blur of white noise throws away most of it.
+    assert input_psnr[0] < results["input_test_psnr"] < input_psnr[1]
+    figure = matplotlib.image.imread(EVAL_FIGURES / "reconstructions.png")
+    assert figure.shape[0] > 250  # clean / corrupted / restored: three rows of about 100 px
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("cifar10-lstm-autoencoder").experiment_id])
+    assert run.data.tags["task"] == task and run.data.tags["corruption"] == corruption
+    assert run.data.params["task"] == task and run.data.params["corruption.noise_sigma"] == "0.1"
+    assert run.data.metrics["input_test_psnr"] == pytest.approx(results["input_test_psnr"])
+    name = f"cifar10-lstm-autoencoder-{task}-sigma{'0.1' if task == 'denoise' else '1'}"
+    assert run.data.tags["registered_model"] == f"{name}/1"
