@@ -4,7 +4,7 @@ PYTHON ?= python3
 # Stages call `python -m lstm_ae`; putting the venv first on PATH makes DVC find the right one.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install repro test test-fast ui tune dashboard exps
+.PHONY: install repro smoke test test-fast lint docs ui tune dashboard exps
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ install: $(VENV)/.installed   ## create .venv with the exact pinned versions
 repro: install                ## run the whole pipeline on params.yaml
 	dvc repro
 
+smoke: install                ## the whole pipeline on 2,000 + 500 real images in minutes (presets/smoke.yaml)
+	dvc exp run -S preset=smoke
+
 # Two pytest-xdist workers: most slow tests wait on one thing at a time (a Python start,
 # TensorFlow's import, a tiny model), so two at once cut CI time on two cores. Each test file
 # runs whole on one worker (--dist loadfile), so a module fixture is built once and tests that
@@ -27,6 +30,14 @@ test: install                 ## every test, the end-to-end pipeline runs includ
 
 test-fast: install            ## unit tests only
 	pytest -m "not slow"
+
+lint: install                 ## style, kept by ruff (pinned in requirements.lock)
+	ruff check .
+	ruff format --check .
+
+# docs/settings.md is generated from the field descriptions in src/lstm_ae/config.py.
+docs: install                 ## regenerate docs/settings.md
+	python -m lstm_ae.reference params.yaml > docs/settings.md.tmp && mv docs/settings.md.tmp docs/settings.md
 
 ui: install                   ## browse the runs at http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///mlflow.db

@@ -74,12 +74,10 @@ def contender(spec: str) -> tuple[str, dict[str, dict]]:
 
 def configs(spec: str, max_epochs: int | None):
     """params.yaml with the model and train sections of an LSTM contender spec, validated like it."""
-    from lstm_ae.config import REPORT_MODEL, REPORT_TRAIN, load_config, override
+    from lstm_ae.config import load_config, override
 
     name, changes = contender(spec)
-    cfg = load_config(Path("params.yaml"))
-    if name == "report":
-        cfg = cfg.model_copy(update={"model": REPORT_MODEL, "train": REPORT_TRAIN})
+    cfg = load_config(Path("params.yaml"), preset="report" if name == "report" else None)
     if max_epochs is not None:
         cfg = override(cfg, "train", {"max_epochs": max_epochs})
     for section, values in changes.items():  # the spec's own keys win over --max-epochs

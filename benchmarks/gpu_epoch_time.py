@@ -45,7 +45,7 @@ import keras
 import numpy as np
 from keras.src import backend as kbackend
 
-from lstm_ae.config import REPORT_MODEL, load_config
+from lstm_ae.config import load_config
 from lstm_ae.data.sequences import FEATURES, ROWS
 from lstm_ae.model.autoencoder import build_autoencoder
 from lstm_ae.model.fit import compile_autoencoder
@@ -175,7 +175,8 @@ def run_variant(head: str, cudnn: bool, x_train, x_val, args, params) -> dict:
     keras.backend.clear_session()
     gc.collect()
     keras.utils.set_random_seed(args.seed)
-    model_cfg = (REPORT_MODEL if args.model == "report" else params.model).model_copy(update={"head": head})
+    chosen = load_config(ROOT / "params.yaml", preset="report") if args.model == "report" else params
+    model_cfg = chosen.model.model_copy(update={"head": head})
     train_cfg = params.train.model_copy(
         update={"learning_rate": args.lr, "batch_size": args.batch_size, "max_epochs": 1 + args.epochs}
     )

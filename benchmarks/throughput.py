@@ -113,17 +113,18 @@ def measure(
     import keras
     import numpy as np
 
-    from lstm_ae.config import REPORT_MODEL, REPORT_TRAIN
+    from lstm_ae.config import load_config
     from lstm_ae.data.dataset import load_dataset
     from lstm_ae.data.sequences import scale
     from lstm_ae.model.autoencoder import build_autoencoder
     from lstm_ae.paths import PROCESSED
 
+    report = load_config(Path("params.yaml"), preset="report")  # presets/report.yaml
     data = load_dataset(PROCESSED)
     x_train, x_val = scale(data.x_train[:train_images]), scale(data.x_val[:val_images])
     keras.utils.set_random_seed(42)
     precision = "mixed_bfloat16" if "bf16" in variant else "float32"
-    model = build_autoencoder(REPORT_MODEL.model_copy(update={"precision": precision}))
+    model = build_autoencoder(report.model.model_copy(update={"precision": precision}))
     if "unroll" in variant:
         model = _unrolled(model)
     suffix = variant.rpartition("_b")[2]  # report_bf16_b512 -> 512; report, report_bf16 -> 128
@@ -152,7 +153,7 @@ def measure(
 
         store = tempfile.mkdtemp()
         mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
-        cfg = REPORT_TRAIN.model_copy(update={"batch_size": batch, "max_epochs": epochs})
+        cfg = report.train.model_copy(update={"batch_size": batch, "max_epochs": epochs})
         with mlflow.start_run():
             _ready_file(turn_file, index).touch()
             history = training.fit(
@@ -161,7 +162,7 @@ def measure(
         val_loss = history["val_loss"][-1]
     else:
         model.compile(
-            optimizer=keras.optimizers.Adam(REPORT_TRAIN.learning_rate),
+            optimizer=keras.optimizers.Adam(report.train.learning_rate),
             loss="mse",
             jit_compile=variant.startswith("report_xla"),
         )

@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--params", type=Path, default=Path("params.yaml"), help="settings file (default: %(default)s)"
         )
         stage.add_argument(
+            "--preset",
+            metavar="NAME",
+            help="lay presets/NAME.yaml over the settings file (default: its `preset` key)",
+        )
+        stage.add_argument(
             "-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only"
         )
         if name == "tune":
@@ -100,13 +105,15 @@ def _progress_wanted(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
 
 
-def run_stage(name: str, params: Path, quiet: bool = False, overrides: dict | None = None) -> object:
-    """Validate params.yaml (and any overrides of the stage's section) first, then import and run
-    one stage (imports are heavy: TensorFlow)."""
+def run_stage(
+    name: str, params: Path, quiet: bool = False, overrides: dict | None = None, preset: str | None = None
+) -> object:
+    """Validate params.yaml, its preset and any overrides of the stage's section first, then import
+    and run one stage (imports are heavy: TensorFlow)."""
     from lstm_ae.config import load_config, override
     from lstm_ae.startup import import_quietly
 
-    cfg = load_config(params)
+    cfg = load_config(params, preset)
     if overrides:
         cfg = override(cfg, name, overrides)
     module = import_quietly(f"lstm_ae.stages.{name}")
@@ -132,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             tool.run(args.inputs, args.model, args.out, progress=_progress_wanted(args.quiet))
         else:
             overrides = {k: getattr(args, k) for k in TUNE_OPTIONS if getattr(args, k, None) is not None}
-            run_stage(args.stage, args.params, args.quiet, overrides)
+            run_stage(args.stage, args.params, args.quiet, overrides, args.preset)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

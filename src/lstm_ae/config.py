@@ -53,11 +53,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def doc(text: str, **constraints: Any) -> Any:
+    """A Field whose description is the key's entry in the settings reference (docs/settings.md)."""
+    return Field(description=text, **constraints)
+
+
 class FetchConfig(_Section):
-    url: str
-    md5: str
-    retries: Annotated[Int, Field(ge=0, le=100)]
-    timeout_s: Annotated[Float, Field(gt=0)]
+    url: Annotated[str, doc("Where the archive comes from: a URL, a `file://` URL or a local path.")]
+    md5: Annotated[str, doc("The archive's md5 (`md5sum FILE`); nothing is kept unless it matches.")]
+    retries: Annotated[
+        Int, doc("Extra attempts after a failed or cut-off download (each resumes).", ge=0, le=100)
+    ]
+    timeout_s: Annotated[Float, doc("Seconds to wait for each network read.", gt=0)]
 
     @field_validator("url")
     @classmethod
@@ -75,18 +82,35 @@ class FetchConfig(_Section):
 
 
 class PreprocessConfig(_Section):
-    val_fraction: Annotated[Float, Field(gt=0, lt=1)]
+    val_fraction: Annotated[
+        Float, doc("Share of the training images held out for validation (the report: 0.2).", gt=0, lt=1)
+    ]
+    max_train_images: Annotated[
+        Int | None,
+        doc(
+            "Keep only the first N of the 50,000 training images, before the validation split "
+            "(null: all). For quick runs such as the smoke preset.",
+            ge=10,
+            le=50_000,
+        ),
+    ] = None
+    max_test_images: Annotated[
+        Int | None, doc("Keep only the first N of the 10,000 test images (null: all).", ge=1, le=10_000)
+    ] = None
 
 
 class EdaConfig(_Section):
-    scatter_samples: Annotated[Int, Field(ge=10, le=1_000_000)]
+    scatter_samples: Annotated[Int, doc("Pixels drawn for the RGB scatter-plot matrix.", ge=10, le=1_000_000)]
 
 
 class CorruptionConfig(_Section):
     """How the restoration tasks degrade the model's input (the target stays the clean image)."""
 
-    blur_sigma: Annotated[Float, Field(gt=0, le=8)]  # deblur: Gaussian blur, in pixels
-    noise_sigma: Annotated[Float, Field(gt=0, le=1)]  # denoise: additive Gaussian noise, pixels in [0, 1]
+    blur_sigma: Annotated[Float, doc("deblur: Gaussian blur of the input, in pixels.", gt=0, le=8)]
+    noise_sigma: Annotated[
+        Float,
+        doc("denoise: standard deviation of the added noise (pixels in [0, 1]), then clipped.", gt=0, le=1),
+    ]
 
 
 def _check_even(bidirectional: bool, info: ValidationInfo, section: str, keys: tuple[str, ...]) -> None:
@@ -105,19 +129,48 @@ def _check_even(bidirectional: bool, info: ValidationInfo, section: str, keys: t
 
 
 class ModelConfig(_Section):
-    encoder_widths: tuple[Width, ...] = Field(min_length=1)
-    decoder_widths: tuple[Width, ...] = Field(min_length=1)
-    head: Literal["lstm", "dense"]
-    # Every encoder and decoder LSTM reads both ways, half its width each way (the lstm head stays
-    # one-way). Off by default so older params files and the report's model keep their meaning.
-    bidirectional: Annotated[bool, Strict()] = False
-    # The decoder reads each row's one-hot index beside the code (the same for every image, so
-    # nothing passes around the code). Off by default, as above.
-    row_index: Annotated[bool, Strict()] = False
-    # float32 | mixed_bfloat16: compute in bfloat16, keep the weights in float32 (Keras mixed
-    # precision). On a CPU with AVX512_BF16 it trains 1.8-1.9x the report's model's samples per CPU
-    # second at batch 512-1024 (README: Throughput of the report's model).
-    precision: Literal["float32", "mixed_bfloat16"] = "float32"
+    encoder_widths: Annotated[
+        tuple[Width, ...],
+        doc(
+            "Encoder LSTM widths; the last one is the latent size, the only path to the decoder.",
+            min_length=1,
+        ),
+    ]
+    decoder_widths: Annotated[
+        tuple[Width, ...], doc("Decoder LSTM widths, after RepeatVector(32).", min_length=1)
+    ]
+    head: Annotated[
+        Literal["lstm", "dense"],
+        doc(
+            "`lstm`: an LSTM(96, sigmoid) output layer, as in the report; `dense`: tanh LSTMs, then "
+            "TimeDistributed Dense(96, sigmoid)."
+        ),
+    ]
+    # Keys added after the first release default to the old behaviour, so older params files
+    # and the report's model keep their meaning.
+    bidirectional: Annotated[
+        bool,
+        Strict(),
+        doc(
+            "Each LSTM is two of half its width, one reading the rows top-down and one bottom-up "
+            "(widths, and so the latent size, keep their meaning; they must be even)."
+        ),
+    ] = False
+    row_index: Annotated[
+        bool,
+        Strict(),
+        doc(
+            "The decoder reads each row's one-hot index beside the code (the same for every image, so "
+            "nothing passes around the code) instead of counting rows itself."
+        ),
+    ] = False
+    precision: Annotated[
+        Literal["float32", "mixed_bfloat16"],
+        doc(
+            "`mixed_bfloat16`: bfloat16 arithmetic with float32 weights (Keras mixed precision); faster "
+            "only on CPUs with bfloat16 instructions (docs/results.md: throughput)."
+        ),
+    ] = "float32"
 
     @field_validator("bidirectional")
     @classmethod
@@ -132,29 +185,36 @@ class ModelConfig(_Section):
 
 
 class TrainConfig(_Section):
-    learning_rate: Annotated[Float, Field(gt=0, le=1)]
-    batch_size: Annotated[Int, Field(gt=0, le=65536)]
-    max_epochs: PositiveInt
-    patience: PositiveInt
-    # constant: Adam at learning_rate throughout (the report). cosine: warm up from a tenth of it
-    # over the first tenth of max_epochs, then decay to zero at max_epochs (a fixed budget).
-    # cooldown: constant for the first four fifths of max_epochs, then linearly down to zero.
-    schedule: Literal["constant", "cosine", "cooldown"] = "constant"
-    # Adam's global_clipnorm: scale every step's gradients down so that their joint L2 norm is at
-    # most this (null: no clipping). It caps the rare huge step that can throw an LSTM off a good
-    # solution at a high rate; ordinary steps of the default model have norms of about 0.03-0.05.
-    global_clipnorm: Annotated[Float, Field(gt=0)] | None = None
-
-
-# The report's model and recipe, now that params.yaml's default is the tuned model: what the
-# benchmarks measure ours against (README: "The report's recipe").
-REPORT_MODEL = ModelConfig(encoder_widths=(512, 256), decoder_widths=(256,), head="lstm")
-REPORT_TRAIN = TrainConfig(learning_rate=1e-4, batch_size=128, max_epochs=200, patience=10)
+    learning_rate: Annotated[Float, doc("Adam's learning rate; the peak of the schedule.", gt=0, le=1)]
+    batch_size: Annotated[Int, doc("Images per training step.", gt=0, le=65536)]
+    max_epochs: Annotated[PositiveInt, doc("Epochs at most (early stopping may end sooner).")]
+    patience: Annotated[
+        PositiveInt,
+        doc("Epochs without a better validation loss before training stops; the best weights are kept."),
+    ]
+    schedule: Annotated[
+        Literal["constant", "cosine", "cooldown"],
+        doc(
+            "`constant` (the report); `cosine`: warm up over the first tenth of max_epochs, then decay "
+            "to zero at max_epochs; `cooldown`: the full rate for four fifths of max_epochs, then "
+            "linearly to zero."
+        ),
+    ] = "constant"
+    global_clipnorm: Annotated[
+        Float | None,
+        doc(
+            "Scale each step's gradients down to at most this joint L2 norm (Adam's global_clipnorm; "
+            "null: off). Guards long runs at a high rate against a rare huge step.",
+            gt=0,
+        ),
+    ] = None
 
 
 class EvaluateConfig(_Section):
-    examples: Annotated[Int, Field(ge=1, le=10)]
-    best_worst: Annotated[Int, Field(ge=1, le=20)]
+    examples: Annotated[
+        Int, doc("Test images, one per class, shown over their reconstructions.", ge=1, le=10)
+    ]
+    best_worst: Annotated[Int, doc("Best and worst reconstructed test images shown.", ge=1, le=20)]
 
 
 def _distinct(value: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -163,16 +223,16 @@ def _distinct(value: tuple[Any, ...]) -> tuple[Any, ...]:
     return value
 
 
-def _choices_of(item: Any) -> Any:
+def _choices_of(item: Any, text: str) -> Any:
     """A non-empty list of distinct values: one categorical search parameter."""
-    return Annotated[tuple[item, ...], Field(min_length=1), AfterValidator(_distinct)]
+    return Annotated[tuple[item, ...], doc(text, min_length=1), AfterValidator(_distinct)]
 
 
 class LogRange(_Section):
     """A positive interval sampled on a log scale (learning rates)."""
 
-    low: Annotated[Float, Field(gt=0, le=1)]
-    high: Annotated[Float, Field(gt=0, le=1)]
+    low: Annotated[Float, doc("Lowest value.", gt=0, le=1)]
+    high: Annotated[Float, doc("Highest value.", gt=0, le=1)]
 
     @model_validator(mode="after")
     def _ordered(self) -> LogRange:
@@ -188,16 +248,22 @@ class SearchSpace(_Section):
     and parameter importances cover all of them.
     """
 
-    latent_size: _choices_of(Width)
-    encoder_layers: _choices_of(Annotated[Int, Field(ge=0, le=4)])  # LSTMs before the latent one
-    encoder_width: _choices_of(Width)
-    decoder_layers: _choices_of(Annotated[Int, Field(ge=1, le=4)])
-    decoder_width: _choices_of(Width)
-    learning_rate: LogRange
-    batch_size: _choices_of(Annotated[Int, Field(gt=0, le=65536)])
-    head: _choices_of(Literal["lstm", "dense"])
-    bidirectional: _choices_of(Annotated[bool, Strict()]) = (False,)
-    row_index: _choices_of(Annotated[bool, Strict()]) = (False,)
+    latent_size: _choices_of(Width, "Latent sizes to try (the last encoder width).")
+    encoder_layers: _choices_of(
+        Annotated[Int, Field(ge=0, le=4)], "Encoder LSTMs before the latent one (0 to 4)."
+    )
+    encoder_width: _choices_of(Width, "Width of those encoder LSTMs.")
+    decoder_layers: _choices_of(Annotated[Int, Field(ge=1, le=4)], "Decoder LSTMs (1 to 4).")
+    decoder_width: _choices_of(Width, "Width of the decoder LSTMs.")
+    learning_rate: Annotated[LogRange, doc("Adam's learning rate, sampled on a log scale.")]
+    batch_size: _choices_of(Annotated[Int, Field(gt=0, le=65536)], "Batch sizes to try.")
+    head: _choices_of(Literal["lstm", "dense"], "Output heads to try (see model.head).")
+    bidirectional: _choices_of(Annotated[bool, Strict()], "Try one-way and/or bidirectional LSTMs.") = (
+        False,
+    )
+    row_index: _choices_of(
+        Annotated[bool, Strict()], "Try the decoder without and/or with the row index."
+    ) = (False,)
 
     @field_validator("bidirectional")
     @classmethod
@@ -207,28 +273,82 @@ class SearchSpace(_Section):
 
 
 class TuneConfig(_Section):
-    study_name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-    # A file path (relative to the project root) is an Optuna journal file; anything with
-    # "://" is an Optuna storage URL (sqlite:///..., postgresql://user@host/db).
-    storage: Annotated[str, Field(min_length=1)]
-    n_trials: Annotated[Int, Field(ge=1, le=10_000)]
-    timeout_s: Annotated[Float, Field(ge=0)]  # 0: no time limit
-    workers: Annotated[Int, Field(ge=1, le=64)]
-    # Trials one worker process runs before a fresh one replaces it: each process costs ~18 s of
-    # start-up, and TensorFlow keeps ~17 MiB per model until its process ends. Missing: 1.
-    trials_per_process: Annotated[Int, Field(ge=1, le=100)] = 1
-    # Database storages only: a running trial silent for twice this long is failed.
-    heartbeat_s: Annotated[Int, Field(ge=1, le=3600)]
-    pruner: Literal["median", "hyperband", "none"]
-    max_epochs: Annotated[Int, Field(ge=1, le=1000)]
-    train_images: Annotated[Int, Field(ge=1)]
-    val_images: Annotated[Int, Field(ge=1)]
-    search: SearchSpace
+    study_name: Annotated[
+        str,
+        doc(
+            "The study to create or continue (`--study-name`).",
+            min_length=1,
+            max_length=200,
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        ),
+    ]
+    storage: Annotated[
+        str,
+        doc(
+            "A file path (an Optuna journal file, relative to the project root) or an Optuna storage URL "
+            "such as postgresql://user@host/db for several machines (`--storage`).",
+            min_length=1,
+        ),
+    ]
+    n_trials: Annotated[
+        Int,
+        doc(
+            "Finished trials the study should hold; running again tops it up (`--n-trials`).", ge=1, le=10_000
+        ),
+    ]
+    timeout_s: Annotated[
+        Float, doc("Start no new trial after this many seconds; 0: no limit (`--timeout`).", ge=0)
+    ]
+    workers: Annotated[Int, doc("Trials run at once, each in its own process (`--workers`).", ge=1, le=64)]
+    trials_per_process: Annotated[
+        Int,
+        doc(
+            "Trials a worker process runs before a fresh one replaces it: more saves start-up, "
+            "at the cost of memory that grows with each trial (`--trials-per-process`).",
+            ge=1,
+            le=100,
+        ),
+    ] = 1
+    heartbeat_s: Annotated[
+        Int,
+        doc("Database storages: a running trial silent for twice this long is failed.", ge=1, le=3600),
+    ]
+    pruner: Annotated[
+        Literal["median", "hyperband", "none"], doc("Stops trials whose validation loss lags (`--pruner`).")
+    ]
+    max_epochs: Annotated[Int, doc("Epochs per trial (train.patience still applies).", ge=1, le=1000)]
+    train_images: Annotated[Int, doc("Training images per trial (a subset, so a study takes minutes).", ge=1)]
+    val_images: Annotated[
+        Int, doc("Validation images that score each trial; the test set is never used.", ge=1)
+    ]
+    search: Annotated[SearchSpace, doc("The search space: lists are choices.")]
+
+
+PRESET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 
 
 class Config(_Section):
-    seed: Annotated[Int, Field(ge=0, lt=2**32)]
-    task: Task
+    preset: Annotated[
+        str,
+        doc(
+            "The recipe file presets/NAME.yaml whose keys replace these (`default`: this file as it is; "
+            "`dvc exp run -S preset=report`, `lstm-ae train --preset report`).",
+            pattern=PRESET_NAME,
+        ),
+    ] = "default"
+    seed: Annotated[
+        Int,
+        doc(
+            "Seeds the split, weight initialisation, batch order, corruptions and EDA sample.", ge=0, lt=2**32
+        ),
+    ]
+    task: Annotated[
+        Task,
+        doc(
+            "What the model learns: `reconstruct` its input (the report), or restore the clean image from a "
+            "blurred (`deblur`) or noisy (`denoise`) one."
+        ),
+    ]
     corruption: CorruptionConfig
     fetch: FetchConfig
     preprocess: PreprocessConfig
@@ -294,13 +414,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_config(path: Path = Path("params.yaml")) -> Config:
-    """Read and validate params.yaml, failing before any work with a one-line message."""
-    path = Path(path)
+def _read_yaml(path: Path, what: str) -> Any:
+    """Parse one YAML file, turning every read or syntax problem into a one-line ConfigError."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: not found; run from the project root or pass --params") from None
+        raise ConfigError(f"{path}: not found; {what}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -309,10 +428,64 @@ def load_config(path: Path = Path("params.yaml")) -> Config:
             f"{path}: not UTF-8 text: byte {data[exc.start]:#04x} on line {line}; save it as UTF-8"
         ) from None
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}: YAML error at {where}: {problem}") from None
-    return parse_config(raw, str(path))
+
+
+def presets_dir(params: Path) -> Path:
+    """Recipe files live in presets/ beside params.yaml."""
+    return Path(params).parent / "presets"
+
+
+def _overlay(base: dict[str, Any], top: dict[str, Any], source: Path, prefix: str = "") -> dict[str, Any]:
+    """``base`` with ``top``'s values put in, section by section; a key base lacks is an error,
+    so a misspelt preset key cannot silently do nothing."""
+    merged = dict(base)
+    for key, value in top.items():
+        name = f"{prefix}{key}"
+        if not isinstance(base, dict) or key not in base:
+            raise ConfigError(f"{source}: {name}: not a key of params.yaml; check its spelling")
+        if isinstance(value, dict) and isinstance(base[key], dict):
+            merged[key] = _overlay(base[key], value, source, f"{name}.")
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_preset(raw: Any, params: Path, preset: str | None = None) -> tuple[Any, str]:
+    """params.yaml's mapping with presets/<name>.yaml laid over it, and a label for errors.
+
+    ``preset`` (the command line's --preset) wins over params.yaml's own ``preset`` key. The
+    default preset is params.yaml as it is, so presets/default.yaml may be absent or empty.
+    """
+    if not isinstance(raw, dict):
+        return raw, str(params)
+    name = preset or raw.get("preset") or "default"
+    if not isinstance(name, str) or not re.fullmatch(PRESET_NAME, name):
+        raise ConfigError(f"{params}: preset: expected the name of a file in presets/ (got {name!r})")
+    raw = {**raw, "preset": name}
+    path = presets_dir(params) / f"{name}.yaml"
+    if name == "default" and not path.exists():
+        return raw, str(params)
+    known = sorted(p.stem for p in presets_dir(params).glob("*.yaml"))
+    top = _read_yaml(path, f"the presets are: {', '.join(known) or 'none'} (in {presets_dir(params)})")
+    if top is None:
+        return raw, str(params)
+    if not isinstance(top, dict):
+        raise ConfigError(f"{path}: expected a mapping of params.yaml sections, got {type(top).__name__}")
+    if "preset" in top:
+        raise ConfigError(f"{path}: preset: a preset cannot name another preset")
+    return _overlay(raw, top, path), f"{params} with {path}"
+
+
+def load_config(path: Path = Path("params.yaml"), preset: str | None = None) -> Config:
+    """Read and validate params.yaml (with its preset laid over it), failing before any work with
+    a one-line message."""
+    path = Path(path)
+    raw = _read_yaml(path, "run from the project root or pass --params")
+    raw, source = apply_preset(raw, path, preset)
+    return parse_config(raw, source)

@@ -50,6 +50,15 @@ def example_indices(labels: np.ndarray, n: int) -> list[int]:
     return [int(np.flatnonzero(labels == k)[0]) for k in range(n) if np.any(labels == k)]
 
 
+def subset_suffix(cfg: Config) -> str:
+    """A model trained and tested on a subset registers apart (e.g. ``-subset2000-500``): its test
+    MSE is measured on other images, so it must not compete for `champion` with full-data models."""
+    limits = (cfg.preprocess.max_train_images, cfg.preprocess.max_test_images)
+    if limits == (None, None):
+        return ""
+    return "-subset" + "-".join("all" if n is None else str(n) for n in limits)
+
+
 def register(run_id: str, test_mse: float, name: str) -> None:
     """Register the run's model; `champion` moves to it only if its test MSE is the best so far."""
     try:
@@ -138,7 +147,8 @@ def run(cfg: Config) -> dict[str, float]:
         for path in sorted(EDA_FIGURES.glob("*.png")):
             mlflow.log_artifact(str(path), "eda")
         mlflow.set_tags(tracking.task_tags(corruption))
-        register(mlflow.active_run().info.run_id, results["test_mse"], tracking.registered_name(corruption))
+        name = tracking.registered_name(corruption) + subset_suffix(cfg)
+        register(mlflow.active_run().info.run_id, results["test_mse"], name)
     log.info(
         "test MSE %.5f (PCA-%d %.5f), PSNR %.2f dB, SSIM %.3f",
         results["test_mse"],

@@ -17,16 +17,18 @@ log = logging.getLogger(__name__)
 def run(cfg: Config, progress: bool = True) -> Dataset:
     """Write data/processed/cifar10.npz: uint8 sequences, labels, class names, the archive's md5."""
     cifar = read_archive(require(RAW_ARCHIVE, made_by="fetch"), progress=progress)
+    # A subset is the first N images (null keeps all): the archive's order, the same on every run.
+    train, test = slice(cfg.preprocess.max_train_images), slice(cfg.preprocess.max_test_images)
     x_train, x_val, y_train, y_val = split_train_val(
-        to_sequences(cifar.x_train), cifar.y_train, cfg.preprocess.val_fraction, cfg.seed
+        to_sequences(cifar.x_train[train]), cifar.y_train[train], cfg.preprocess.val_fraction, cfg.seed
     )
     data = Dataset(
         x_train=x_train,
         y_train=y_train,
         x_val=x_val,
         y_val=y_val,
-        x_test=to_sequences(cifar.x_test),
-        y_test=cifar.y_test,
+        x_test=to_sequences(cifar.x_test[test]),
+        y_test=cifar.y_test[test],
         class_names=cifar.class_names,
         archive_md5=file_md5(RAW_ARCHIVE),
     )

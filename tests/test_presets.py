@@ -1,0 +1,120 @@
+"""presets/*.yaml: each recipe loads, says what it promises, and a bad preset fails in one line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lstm_ae.cli import build_parser
+from lstm_ae.config import ConfigError, load_config
+from lstm_ae.stages.evaluate import subset_suffix
+
+ROOT = Path(__file__).parents[1]
+PARAMS = ROOT / "params.yaml"
+
+
+def project(tmp_path: Path, preset_text: str | None = None, name: str = "mine") -> Path:
+    """params.yaml and presets/ copied into tmp_path, with presets/<name>.yaml written if given."""
+    shutil.copy(PARAMS, tmp_path / "params.yaml")
+    shutil.copytree(ROOT / "presets", tmp_path / "presets")
+    if preset_text is not None:
+        (tmp_path / "presets" / f"{name}.yaml").write_text(preset_text, encoding="utf-8")
+    return tmp_path / "params.yaml"
+
+
+def test_the_four_named_presets_exist_and_default_is_params_yaml_itself() -> None:
+    assert {"report", "default", "long", "smoke"} <= {p.stem for p in (ROOT / "presets").glob("*.yaml")}
+    plain = load_config(PARAMS)
+    assert plain.preset == "default"
+    assert load_config(PARAMS, preset="default") == plain
+
+
+def test_report_is_the_reports_exact_recipe() -> None:
+    cfg = load_config(PARAMS, preset="report")
+    assert cfg.preset == "report"
+    assert (cfg.model.encoder_widths, cfg.model.decoder_widths, cfg.model.head) == (
+        (512, 256),
+        (256,),
+        "lstm",
+    )
+    assert not cfg.model.bidirectional and not cfg.model.row_index and cfg.model.precision == "float32"
+    assert (cfg.train.learning_rate, cfg.train.batch_size, cfg.train.max_epochs) == (1e-4, 128, 200)
+    assert (cfg.train.patience, cfg.train.schedule, cfg.train.global_clipnorm) == (10, "constant", None)
+    # Everything the preset does not name is params.yaml's: the report's data, split and seed.
+    assert (cfg.seed, cfg.preprocess.val_fraction, cfg.task) == (42, 0.2, "reconstruct")
+
+
+def test_long_is_the_default_model_on_the_clipped_long_budget() -> None:
+    default, long = load_config(PARAMS), load_config(PARAMS, preset="long")
+    assert long.model == default.model
+    assert (long.train.max_epochs, long.train.batch_size, long.train.global_clipnorm) == (64, 128, 0.05)
+    assert (
+        long.train.schedule == default.train.schedule
+        and long.train.learning_rate == default.train.learning_rate
+    )
+
+
+def test_smoke_limits_the_real_data_and_registers_apart() -> None:
+    cfg = load_config(PARAMS, preset="smoke")
+    assert (cfg.preprocess.max_train_images, cfg.preprocess.max_test_images) == (2000, 500)
+    assert cfg.train.max_epochs <= 2 and cfg.model.latent_size <= 64
+    assert subset_suffix(cfg) == "-subset2000-500"
+    assert subset_suffix(load_config(PARAMS)) == ""
+
+
+def test_the_preset_key_in_params_yaml_selects_the_file_as_dvc_exp_run_S_does(tmp_path: Path) -> None:
+    params = project(tmp_path)
+    params.write_text(params.read_text().replace("preset: default", "preset: report"), encoding="utf-8")
+    assert load_config(params).model.encoder_widths == (512, 256)
+    # The command line's --preset wins over the file's key.
+    assert load_config(params, preset="default").model.encoder_widths == (256,)
+
+
+def test_a_preset_replaces_only_the_keys_it_names(tmp_path: Path) -> None:
+    params = project(tmp_path, "train:\n  max_epochs: 3\n")
+    cfg, base = load_config(params, preset="mine"), load_config(params)
+    assert cfg.train.max_epochs == 3 and cfg.preset == "mine"
+    assert cfg.model_dump(exclude={"preset", "train"}) == base.model_dump(exclude={"preset", "train"})
+    assert cfg.train.model_dump(exclude={"max_epochs"}) == base.train.model_dump(exclude={"max_epochs"})
+
+
+@pytest.mark.parametrize(
+    ("preset", "text", "expected"),
+    [
+        ("nope", None, "presets/nope.yaml: not found; the presets are: default, long, report, smoke"),
+        ("mine", "train:\n  max_epoch: 3\n", "mine.yaml: train.max_epoch: not a key of params.yaml"),
+        ("mine", "train:\n  max_epochs: -3\n", "train.max_epochs: Input should be greater than 0"),
+        ("mine", "- train\n", "mine.yaml: expected a mapping of params.yaml sections, got list"),
+        ("mine", "preset: report\n", "mine.yaml: preset: a preset cannot name another preset"),
+        ("mine", "train: [\n", "mine.yaml: YAML error at line"),
+        ("../params", None, "preset: expected the name of a file in presets/"),
+    ],
+)
+def test_a_bad_preset_fails_in_one_line_naming_the_file_and_key(
+    tmp_path: Path, preset: str, text: str | None, expected: str
+) -> None:
+    params = project(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_config(params, preset=preset)
+    assert "\n" not in str(error.value) and expected in str(error.value), str(error.value)
+
+
+def test_a_value_error_under_a_preset_names_both_files(tmp_path: Path) -> None:
+    params = project(tmp_path, "train:\n  learning_rate: 2\n")
+    with pytest.raises(ConfigError, match=r"params.yaml with .*presets/mine.yaml: train.learning_rate: "):
+        load_config(params, preset="mine")
+
+
+def test_every_stage_command_takes_a_preset() -> None:
+    parser = build_parser()
+    for stage in ("fetch", "preprocess", "eda", "train", "evaluate", "tune"):
+        assert parser.parse_args([stage, "--preset", "smoke"]).preset == "smoke"
+
+
+def test_presets_name_only_keys_that_params_yaml_has() -> None:
+    for path in (ROOT / "presets").glob("*.yaml"):
+        assert isinstance(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, dict), path
+        load_config(PARAMS, preset=path.stem)  # raises, naming the key, if one is unknown
