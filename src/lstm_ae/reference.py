@@ -25,7 +25,8 @@ HEADER = """\
 
 Every key of `params.yaml`, what it means and what it accepts. A bad value stops a stage before any
 work with one line that names the key. Change a key for one experiment with
-`dvc exp run -S train.max_epochs=20`, or lay a recipe over the file with a [preset](experiments.md#presets-recipes-as-files).
+`dvc exp run -S train.max_epochs=20`, or lay a recipe over the file with a
+[preset](experiments.md#presets-recipes-as-files).
 
 <!-- Generated from src/lstm_ae/config.py by `make docs`; edit the field descriptions there. -->
 """
