@@ -11,7 +11,7 @@ Contenders:
   report   the report's model and recipe: LSTM(512) -> LSTM(256) -> RepeatVector -> LSTM(256) ->
            LSTM(96, sigmoid), Adam 1e-4, batch 128, early stopping with patience 10
   default  model.* and train.* of params.yaml, through lstm_ae.model.fit.fit (what `dvc repro` trains):
-           since 2026-11-29 the best trial of the README's tuning study made bidirectional,
+           since 2026-11-29 the best trial of the tuning study (docs/tuning.md) made bidirectional,
            encoder LSTM(256) (2 x 128), decoder LSTM(512) (2 x 256), dense head, Adam 0.00177,
            and (later that day) with the one-hot row index beside the code (model.row_index),
            then (that evening) at Adam 0.003 with a cooldown over the last fifth of 8 epochs,

@@ -1,7 +1,7 @@
 """Scratch space for benchmarks: a working folder for studies, so they never overwrite the
 project's reports, and benchmarks/out, where screens append their result lines.
 
-`lstm-ae tune` writes reports/tune (the README's study, committed) relative to its working
+`lstm-ae tune` writes reports/tune (the study in docs/tuning.md, committed) relative to its working
 folder. A benchmark study runs in a folder of its own that links the processed data set and
 params.yaml, with DVC_ROOT set to the project root, as DVC does for a queued experiment: the
 MLflow store and relative Optuna storage paths still resolve to the project, reports/tune does not.

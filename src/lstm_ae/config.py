@@ -368,7 +368,7 @@ def _describe(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key (check the spelling against the README's params table)"
+        return f"{key}: unknown key (check the spelling against docs/settings.md)"
     if error["type"] == "missing":
         return f"{key}: missing; add it"
     if isinstance(error["input"], dict):  # a check across keys of a section: its message names them
