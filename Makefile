@@ -39,7 +39,10 @@ lint: install                 ## style, kept by ruff (pinned in requirements.loc
 docs: install                 ## regenerate docs/settings.md
 	python -m lstm_ae.reference params.yaml > docs/settings.md.tmp && mv docs/settings.md.tmp docs/settings.md
 
-ui: install                   ## browse the runs at http://127.0.0.1:5000
+# MLflow 3 opens an experiment on its GenAI overview, where no run is listed: open the URL printed
+# first instead, the runs table sorted by test MSE with the test metrics shown (tracking.ui_url).
+ui: install                   ## browse the runs at the URL printed first
+	@python -c 'from lstm_ae.startup import import_quietly; print("runs:", import_quietly("lstm_ae.tracking").ui_url())'
 	mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 tune: install                 ## an Optuna study as params.yaml's tune section says

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import multiprocessing
 import time
 from collections.abc import Iterator
@@ -127,6 +128,52 @@ def test_the_epoch_logger_logs_losses_and_wall_and_cpu_time_for_each_epoch() -> 
     assert [m.value for m in sorted(history["train_loss"], key=lambda m: m.step)] == pytest.approx([0.5, 0.4])
     for wall, cpu in zip(history["epoch_seconds"], history["epoch_cpu_seconds"]):
         assert wall.value >= 0.25 and 0.05 <= cpu.value < wall.value - 0.1
+
+
+def test_a_training_run_samples_system_metrics_until_it_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")  # MLflow's default: 10 s
+    tracking.use_project_store("unit-test")
+    with tracking.start_training_run("sampled", {"task": "reconstruct"}) as run:
+        time.sleep(1.5)
+    logged = mlflow.get_run(run.info.run_id)
+    assert logged.info.run_name == "sampled" and logged.data.tags["task"] == "reconstruct"
+    system = [key for key in logged.data.metrics if key.startswith("system/")]
+    assert "system/cpu_utilization_percentage" in system and "system/system_memory_usage_megabytes" in system
+    samples = mlflow.MlflowClient().get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    assert len(samples) >= 2
+    time.sleep(0.5)  # the sampler stopped with the run: no sample after its end
+    assert len(
+        mlflow.MlflowClient().get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    ) == len(samples)
+
+
+def test_the_training_data_is_the_runs_input_named_by_file_and_archive_md5() -> None:
+    tracking.use_project_store("unit-test")
+    x_train = np.zeros((5, 32, 96), dtype=np.float32)
+    with mlflow.start_run() as run:
+        tracking.log_training_data(Path("data/processed/cifar10.npz"), "c5" * 16, x_train)
+    (logged,) = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    assert (logged.dataset.name, logged.dataset.digest) == ("cifar10", "c5" * 16)
+    assert json.loads(logged.dataset.source) == {"uri": "data/processed/cifar10.npz"}
+    assert [(tag.key, tag.value) for tag in logged.tags] == [("mlflow.data.context", "training")]
+    (spec,) = json.loads(logged.dataset.schema)["mlflow_colspec"]
+    assert spec["tensor-spec"] == {"dtype": "float32", "shape": [-1, 32, 96]}
+
+
+def test_the_ui_url_opens_the_runs_table_in_a_view_with_the_test_metrics() -> None:
+    url = tracking.ui_url("http://127.0.0.1:5000")
+    experiment = mlflow.get_experiment_by_name(tracking.EXPERIMENT)
+    assert url == (
+        f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs"
+        "?workflowType=machine_learning&viewStateShareKey=test-metrics"
+    )
+    view = json.loads(experiment.tags["mlflow.sharedViewState.test-metrics"])
+    state = json.loads(view["state"])
+    assert state["orderByKey"] == "metrics.`test_mse`" and state["orderByAsc"] is True
+    assert {"metrics.`test_mse`", "metrics.`test_psnr`", "metrics.`test_ssim`"} <= set(
+        state["selectedColumns"]
+    )
+    assert tracking.ui_url("http://127.0.0.1:5000") == url  # again: the same experiment and view
 
 
 def write_runs(uri: str, experiment_id: str, runs: int, steps: int) -> list[str]:

@@ -8,6 +8,7 @@ The UI is a JavaScript app, so the checks read the DOM after Chromium has run it
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -86,16 +87,20 @@ def render(url: str, screenshot: Path | None = None) -> str:
     return dom
 
 
-def lstm_ae(project: Path, *args: str) -> None:
+def lstm_ae(project: Path, *args: str, env: dict[str, str] | None = None) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "lstm_ae", *args, "-q"],
         cwd=project,
-        env=cli_env(),
+        env={**cli_env(), **(env or {})},
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+# MLflow samples system metrics every 10 s by default; the tiny training run may end sooner.
+SAMPLE_EVERY_SECOND = {"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +109,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = make_tiny_project(
         tmp_path_factory.mktemp("ui"), model=TINY_MODEL, train={"max_epochs": 2}, tune=TINY_TUNE
     )
-    for command in (["train"], ["evaluate"], ["tune"]):
+    lstm_ae(root, "train", env=SAMPLE_EVERY_SECOND)
+    for command in (["evaluate"], ["tune"]):
         lstm_ae(root, *command)
     return root
 
@@ -195,3 +201,42 @@ def test_the_study_run_shows_its_trials_and_best_value(project: Path, ui: str) -
     trial = trials[0]
     dom = render(f"{ui}/#/experiments/{trial.info.experiment_id}/runs/{trial.info.run_id}")
     assert "val_loss" in dom and "latent_size" in dom and "study-ui" in dom  # the parent is linked
+
+
+def ui_url(project: Path, base: str) -> str:
+    """The URL that `make ui` prints, for the server at ``base``."""
+    code = f"from lstm_ae import tracking; print(tracking.ui_url({base!r}))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, env=cli_env(), capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_the_make_ui_url_lands_on_the_runs_table_with_the_test_metrics(
+    project: Path, ui: str, tmp_path: Path
+) -> None:
+    """Not MLflow 3's GenAI overview, where an experiment opens by default and no run is listed."""
+    run, _, _ = runs(project)
+    url = ui_url(project, ui)
+    assert url.startswith(f"{ui}/#/experiments/{run.info.experiment_id}/runs?")
+    shot = tmp_path / "runs.png"
+    dom = render(url, shot)
+    assert ">Runs<" in dom and ">Overview<" not in dom
+    assert run.info.run_name in dom
+    for name in ("test_mse", "test_psnr", "test_ssim"):  # as columns of the table, with the run's values
+        assert f'col-id="metrics.`{name}`"' in dom and repr(run.data.metrics[name]) in dom
+    assert "Sort: test_mse" in dom
+    assert shot.stat().st_size > 20_000
+
+
+def test_the_pipeline_run_has_system_metrics_and_its_data_set_as_input(project: Path, ui: str) -> None:
+    run, _, _ = runs(project)
+    assert "system/cpu_utilization_percentage" in run.data.metrics
+    assert "system/system_memory_usage_megabytes" in run.data.metrics
+    (data,) = run.inputs.dataset_inputs
+    digest = run.data.tags["data_md5"]  # the archive's md5
+    assert (data.dataset.name, data.dataset.digest) == ("cifar10", digest)
+    assert "data/processed/cifar10.npz" in data.dataset.source
+    assert {(tag.key, tag.value) for tag in data.tags} == {("mlflow.data.context", "training")}
+    dom = render(f"{ui}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+    assert re.search(rf"cifar10 \({digest}\)(\s|<[^>]*>)*training<", dom), "no data set with its context"

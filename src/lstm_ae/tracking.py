@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import logging
 import math
 import os
@@ -15,7 +16,12 @@ from typing import Any
 
 import keras
 import mlflow
+import numpy as np
+import pandas
 from matplotlib.figure import Figure
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.data.sources import LocalArtifactDatasetSource
+from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from lstm_ae.data.corruption import Corruption
@@ -99,6 +105,8 @@ def _store_lock(uri: str) -> Iterator[None]:
         lock.release()
 
 
+# Not MLflow's own mlflow.source.git.commit alone: it follows sys.argv[0] (nothing for the `lstm-ae`
+# script in the git-ignored .venv, nor for MlflowClient.create_run's study runs) and never says -dirty.
 def git_commit(root: Path) -> str | None:
     """The commit the code ran from, with ``-dirty`` when tracked files were modified."""
     try:
@@ -139,18 +147,16 @@ def run_name() -> str | None:
     return os.environ.get("DVC_EXP_NAME")
 
 
-def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'train': {'batch_size': 128}} -> {'train.batch_size': 128}: the keys `dvc exp run -S` takes."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_params(value, prefix=f"{name}."))
-        else:
-            flat[name] = list(value) if isinstance(value, tuple) else value
-    return flat
+def flatten_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """{'train': {'batch_size': 128}} -> {'train.batch_size': 128}: the keys `dvc exp run -S` takes.
+
+    pandas.json_normalize does the flattening; tuples become lists, as params.yaml writes them.
+    """
+    rows = pandas.json_normalize(dict(params), sep=".").to_dict(orient="records")
+    return {key: list(v) if isinstance(v, tuple) else v for key, v in (rows[0] if rows else {}).items()}
 
 
+# Not mlflow.keras.MlflowCallback: Keras's names (loss, not train_loss), 0-based steps, async, no epoch times.
 class EpochLogger(keras.callbacks.Callback):
     """Logs train_loss, val_loss and the epoch's wall and CPU time to the active MLflow run after
     each epoch.
@@ -174,6 +180,31 @@ class EpochLogger(keras.callbacks.Callback):
         if "val_loss" in logs:
             metrics["val_loss"] = float(logs["val_loss"])
         mlflow.log_metrics(metrics, step=epoch + 1)
+
+
+def start_training_run(run_name: str | None, tags: Mapping[str, str]) -> mlflow.ActiveRun:
+    """A run that also samples this machine's CPU, memory, disk and network use as ``system/``
+    metrics, so a slow run can be told apart from a busy machine.
+
+    MLflow samples every 10 s (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL changes it) in a thread that
+    ends with the run; a run shorter than one interval records no sample.
+    """
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start/stop notes, every run
+    return mlflow.start_run(run_name=run_name, tags=dict(tags), log_system_metrics=True)
+
+
+def log_training_data(path: Path, archive_md5: str, x_train: np.ndarray) -> None:
+    """Record the processed data file as the active run's training input, with the source
+    archive's md5 as its digest: the Datasets column and the run page then name what it learned.
+
+    A metadata-only dataset: nothing is read or hashed again, and it states only what holds for
+    every split of that archive (the split sizes are the run's n_train and n_val params).
+    """
+    schema = Schema([TensorSpec(x_train.dtype, (-1, *x_train.shape[1:]), "x_train")])
+    dataset = MetaDataset(
+        LocalArtifactDatasetSource(str(path)), name=path.stem, digest=archive_md5, schema=schema
+    )
+    mlflow.log_input(dataset, context="training")
 
 
 def log_figures(figures: Mapping[str, Figure], folder: str) -> None:
@@ -327,3 +358,39 @@ def end_run(run_id: str, status: str, tags: Mapping[str, str]) -> None:
     client = mlflow.MlflowClient()
     client.log_batch(run_id, tags=[mlflow.entities.RunTag(k, v[:500]) for k, v in tags.items()])
     client.set_terminated(run_id, status)
+
+
+UI_BASE = "http://127.0.0.1:5000"  # where `make ui` serves the project's store
+RUNS_VIEW_KEY = "test-metrics"
+TEST_METRICS = ("test_mse", "test_psnr", "test_ssim")
+
+
+def save_runs_view(experiment_id: str) -> None:
+    """Store a runs-table view on the experiment, as the MLflow UI's own "Share" button does (an
+    experiment tag that the ``viewStateShareKey`` URL parameter names): best test MSE first, with
+    the test metrics and the task shown.
+
+    MLflow keeps the columns a user picks in the browser only, so a URL can carry them this way alone.
+    """
+    # Only these beside the run name, date and duration: wider columns would push the metrics off screen.
+    columns = [f"metrics.`{name}`" for name in TEST_METRICS] + ["tags.`task`"]
+    state = {"orderByKey": "metrics.`test_mse`", "orderByAsc": True, "selectedColumns": columns}
+    now = int(time.time() * 1000)
+    view = {"name": "test metrics", "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
+    mlflow.MlflowClient().set_experiment_tag(
+        experiment_id, f"mlflow.sharedViewState.{RUNS_VIEW_KEY}", json.dumps(view)
+    )
+
+
+def runs_page_url(base: str, experiment_id: str) -> str:
+    """The runs table of the experiment in the saved view. workflowType=machine_learning: without
+    it MLflow 3 opens an experiment on its GenAI overview, where no run is listed."""
+    query = f"workflowType=machine_learning&viewStateShareKey={RUNS_VIEW_KEY}"
+    return f"{base}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def ui_url(base: str = UI_BASE) -> str:
+    """What `make ui` prints: the project's runs table, its view saved first."""
+    experiment_id = use_project_store()
+    save_runs_view(experiment_id)
+    return runs_page_url(base, experiment_id)

@@ -195,9 +195,21 @@ def test_optuna_dashboard_serves_the_study(studied: Path) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study_id}", timeout=5) as response:
             detail = json.load(response)
         assert len(detail["trials"]) == len(load_study(studied).trials)
+        assert detail["objective_names"] == ["val_mse"]  # not a bare "Objective 0"
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_study_names_its_objective_val_mse_also_one_made_before_it_did() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    older = optuna.create_study(study_name="s", storage=storage)  # a study from before the name
+    assert older.metric_names is None
+    study = tune_stage.open_study("s", storage)
+    assert study.metric_names == ["val_mse"] and study._study_id == older._study_id
+    study.add_trial(optuna.trial.create_trial(value=0.25))
+    assert study.trials_dataframe()["value_val_mse"].tolist() == [0.25]
+    assert tune_stage.open_study("s", storage).metric_names == ["val_mse"]  # opened again: unchanged
 
 
 def test_a_study_keeps_its_settings_and_names_what_changed() -> None:

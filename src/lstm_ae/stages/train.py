@@ -67,12 +67,13 @@ def run(cfg: Config) -> dict[str, list[float]]:
     model = build_autoencoder(cfg.model)
     tracking.use_project_store()
     with (
-        mlflow.start_run(
-            run_name=tracking.run_name(),
-            tags={**tracking.run_tags(data.archive_md5), **tracking.task_tags(cfg.input_corruption)},
+        tracking.start_training_run(
+            tracking.run_name(),
+            {**tracking.run_tags(data.archive_md5), **tracking.task_tags(cfg.input_corruption)},
         ) as active,
         tracking.ended_as_it_failed(),
     ):
+        tracking.log_training_data(PROCESSED, data.archive_md5, data.x_train)
         mlflow.log_params(tracking.flatten_params(cfg.model_dump(mode="json")))
         mlflow.log_params(
             {"n_train": len(data.x_train), "n_val": len(data.x_val), "param_count": model.count_params()}

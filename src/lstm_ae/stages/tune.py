@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections import Counter
 
 import mlflow
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PARENT_ATTR = "mlflow_parent_run_id"
 SETTINGS_ATTR = "settings"
+OBJECTIVE = "val_mse"  # what a trial's value is: the best epoch's validation MSE
 # Settings that studies began recording later, with the value that every earlier trial used.
 ADDED_SETTINGS = {"train.global_clipnorm": None, "model.precision": "float32"}
 
@@ -47,6 +49,17 @@ def study_settings(cfg: Config, data_md5: str) -> dict:
         "corruption": cfg.input_corruption.strength,
         "data_md5": data_md5,
     }
+
+
+def open_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create or load the study, its objective named val_mse: the name that optuna-dashboard, the
+    parallel-coordinate and importance plots and trials.csv (column value_val_mse) then show
+    instead of a bare "Objective Value"."""
+    study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([OBJECTIVE])
+    return study
 
 
 def check_settings(study: optuna.Study, settings: dict) -> None:
@@ -71,9 +84,7 @@ def run(cfg: Config, isolate: bool = True, progress: bool = False) -> dict:
     data_md5 = read_archive_md5(PROCESSED)  # first: a missing data set fails before any study exists
     experiment_id = tracking.use_project_store()
     storage = search.open_storage(tune.storage, tracking.project_root(), tune.heartbeat_s)
-    study = optuna.create_study(
-        study_name=tune.study_name, storage=storage, direction="minimize", load_if_exists=True
-    )
+    study = open_study(tune.study_name, storage)
     check_settings(study, study_settings(cfg, data_md5))
     fail_orphans(study, "no longer exists")
 

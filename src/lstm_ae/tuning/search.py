@@ -141,6 +141,7 @@ def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
+# Not optuna_integration's KerasPruningCallback: 0-based steps; it prunes on NaN and on the last epoch.
 class PruningCallback(keras.callbacks.Callback):
     """Report each epoch's validation loss to Optuna and stop the fit if the pruner says so.
 

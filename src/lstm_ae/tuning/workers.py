@@ -22,6 +22,7 @@ import mlflow
 import numpy as np
 import optuna
 import psutil
+from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from tqdm import tqdm
 
@@ -272,18 +273,18 @@ def optimize(
             callbacks=[
                 _log_trial,
                 lambda study, trial: raise_pending(),  # a safe point between trials
-                functools.partial(_stop_when_done, n_trials=study_size, deadline=deadline),
+                # Finished plus running trials, any worker's: the study then stops at n_trials
+                # finished ones without overshooting by the trials still running elsewhere.
+                MaxTrialsCallback(study_size, states=(*search.FINISHED, TrialState.RUNNING)),
+                functools.partial(_stop_after, deadline=deadline),
             ],
         )
 
 
-def _stop_when_done(
-    study: optuna.Study, trial: optuna.trial.FrozenTrial, n_trials: int, deadline: float
-) -> None:
-    """Start no more trials after the deadline, or once finished plus running trials (any
-    worker's) reach ``n_trials``."""
-    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-    if time.monotonic() >= deadline or search.finished_trials(study) + running >= n_trials:
+def _stop_after(study: optuna.Study, trial: optuna.trial.FrozenTrial, deadline: float) -> None:
+    """Start no more trials after the deadline (``time.monotonic()``), as Optuna's own ``timeout``
+    would, but on a clock that the runner and all its workers share."""
+    if time.monotonic() >= deadline:
         study.stop()
 
 
