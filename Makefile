@@ -52,6 +52,6 @@ dashboard: install            ## browse the tuning study at http://127.0.0.1:808
 	optuna-dashboard optuna-journal.log
 
 # The columns worth comparing: test metrics, then task, corruption, model and train settings.
-EXPS_HIDDEN := Created|pca_test_(psnr|ssim)|mean_image|brightness|corr_|fetch|preprocess|eda|evaluate|tune|data/|models/|reports/|src/
+EXPS_HIDDEN := Created|pca_test_(psnr|ssim)|mean_image|brightness|corr_|fetch|preprocess|eda|evaluate|tune|data/|models/|reports/|src/|presets/
 exps: install                 ## experiments side by side, without file hashes and rarely changed settings
 	dvc exp show --drop '$(EXPS_HIDDEN)'

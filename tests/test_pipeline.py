@@ -9,13 +9,9 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -23,6 +19,7 @@ import numpy as np
 import pytest
 import yaml
 from archives import make_archive, official_contents
+from servers import model_server, post_json
 
 pytestmark = pytest.mark.slow
 
@@ -208,59 +205,11 @@ def test_reconstruct_command_takes_the_registered_champion(pipeline: Path, tmp_p
     assert (tmp_path / "out" / "photo.png").is_file()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def post_json(url: str, body: object) -> tuple[int, dict]:
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def test_mlflow_models_serve_answers_with_reconstructions_and_errors(pipeline: Path) -> None:
+def test_mlflow_models_serve_answers_with_reconstructions_and_errors(pipeline: Path, tmp_path: Path) -> None:
     """The README's command, on loopback: integers 0-255 and floats in [0, 1] give the same answer."""
-    port = free_port()
     env = {**tool_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{pipeline / 'mlflow.db'}"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            "models:/cifar10-lstm-autoencoder@champion",
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=pipeline,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        assert server.poll() is None, server.stderr.read() if server.stderr else ""
+    champion = "models:/cifar10-lstm-autoencoder@champion"
+    with model_server(champion, pipeline, env, tmp_path / "server.log", ready_s=180) as base:
         images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
         status, answer = post_json(f"{base}/invocations", {"inputs": images.tolist()})
         assert status == 200, answer
@@ -271,9 +220,6 @@ def test_mlflow_models_serve_answers_with_reconstructions_and_errors(pipeline: P
         assert status == 200 and np.asarray(as_floats["predictions"]["mse"]) == pytest.approx(mse, rel=1e-4)
         status, refused = post_json(f"{base}/invocations", {"inputs": images[:, :16].tolist()})
         assert status >= 400 and "expected images of shape (N, 32, 32, 3)" in json.dumps(refused)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def test_second_repro_does_nothing(pipeline: Path) -> None:
@@ -369,6 +315,7 @@ def test_exp_run_with_a_restoration_task_retrains_and_reports_the_floor(pipeline
         "input_test_mse",
         "input_test_psnr",
         "input_test_ssim",
+        "preset",
         "seed",
         "task",
         "corruption.blur_sigma",

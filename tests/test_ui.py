@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from projects import cli_env, make_tiny_project
+from servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -152,12 +152,6 @@ def ui(project: Path) -> Iterator[str]:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def runs(project: Path) -> tuple[mlflow.entities.Run, mlflow.entities.Run, list[mlflow.entities.Run]]:

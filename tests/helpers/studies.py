@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -145,9 +144,3 @@ def _stderr_tail(process: subprocess.Popen, chars: int = 3000) -> str:
     if process.poll() is None or process.stderr is None:
         return "(still running)"
     return process.stderr.read()[-chars:]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -47,23 +47,18 @@ an empty folder; see the fixture's README.md)::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
 import yaml
-from studies import free_port
+from servers import model_server, post_json
 
 import lstm_ae
 
@@ -224,59 +219,15 @@ def test_the_reconstruct_tool_takes_it_by_its_registry_uri(store: str, tmp_path:
     assert NEW_ONLY in modules and not set(OLD_ONLY) & modules  # the installed package served it
 
 
-def post_json(url: str, body: object) -> tuple[int, dict]:
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=180) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def stop(server: subprocess.Popen) -> None:
-    """The server and the workers it started (its process group): asked first, then killed."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, sig)
-        try:
-            server.wait(timeout=30)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_with_the_models_own_old_code(store: str, tmp_path: Path) -> None:
-    port, log = free_port(), tmp_path / "server.log"
-    command = [str(BIN / "mlflow"), "models", "serve", "-m", MODEL_URI, "--env-manager", "local"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    with log.open("w") as stderr:
-        server = subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            env=user_env(store, PYTHONPROFILEIMPORTTIME="1"),
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        assert server.poll() is None, log.read_text()[-4000:]
+    log = tmp_path / "server.log"
+    with model_server(MODEL_URI, tmp_path, user_env(store, PYTHONPROFILEIMPORTTIME="1"), log) as base:
         image = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
         status, answer = post_json(f"{base}/invocations", {"inputs": [image.tolist()]})
         assert status == 200, answer
         recon = np.asarray(answer["predictions"]["reconstruction"])
         mse = np.asarray(answer["predictions"]["mse"])
         assert recon.shape == (1, 32, 32, 3) and 0 <= recon.min() <= recon.max() <= 1 and mse.shape == (1,)
-    finally:
-        stop(server)
     modules = imported_lstm_ae_modules(log.read_text())
     assert set(OLD_ONLY) <= modules and NEW_ONLY not in modules  # the worker imported the model's copy

@@ -23,10 +23,10 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 from projects import make_tiny_project
+from servers import free_port
 from studies import (
     TINY_SEARCH,
     assert_one_child_run_per_trial,
-    free_port,
     load_study,
     make_project,
     mlflow_runs,

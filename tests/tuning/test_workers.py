@@ -21,9 +21,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from projects import cli_env
+from servers import free_port
 from studies import (
     assert_one_child_run_per_trial,
-    free_port,
     load_study,
     make_project,
     mlflow_runs,
