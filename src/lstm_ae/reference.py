@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import annotated_types
+import pandas
 import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -83,42 +84,30 @@ def _value(value: Any) -> str:
 
 
 def _rows(model: type[BaseModel], values: dict[str, Any], prefix: str) -> list[str]:
-    """One table row per leaf key; nested sections (tune.search) are flattened with dots."""
+    """One table row per leaf key; tune.search is flattened with dots, other sections are left to
+    their own tables."""
     rows = []
     for name, field in model.model_fields.items():
         key, value = f"{prefix}{name}", values.get(name, field.default)
-        if (
-            isinstance(field.annotation, type)
-            and issubclass(field.annotation, BaseModel)
-            and name == "search"
-        ):
+        if _is_section(field) and name == "search":
             rows += _rows(field.annotation, value or {}, f"{key}.")
             continue
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            rows.append(
-                f"| `{key}` | {_value(value)} | `low` < `high`, each a number (> 0, <= 1) | "
-                f"{field.description} |"
-            )
+        if _is_section(field) and "low" not in field.annotation.model_fields:
+            continue  # a section of its own: render gives it its own table
+        if _is_section(field):  # a range such as tune.search.learning_rate: {low, high}
+            accepts = f"`low` < `high`, each a {_allowed(field.annotation.model_fields['low'])}"
+            rows.append(f"| `{key}` | {_value(value)} | {accepts} | {field.description} |")
             continue
         rows.append(f"| `{key}` | {_value(value)} | {_allowed(field)} | {field.description} |")
     return rows
-
-
-def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def presets_table(params: Path) -> list[str]:
     """What each file in presets/ lays over params.yaml."""
     lines = ["## Presets", "", "| preset | sets |", "| --- | --- |"]
     for path in sorted(presets_dir(params).glob("*.yaml")):
-        keys = _flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        overlay = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        keys = pandas.json_normalize(overlay, sep=".").to_dict(orient="records")[0] if overlay else {}
         sets = (
             ", ".join(f"`{key}: {_value(value)[1:-1]}`" for key, value in keys.items())
             or "nothing: params.yaml"
@@ -131,14 +120,13 @@ def render(params: Path = Path("params.yaml")) -> str:
     """The whole page for this params.yaml (its values are the "params.yaml" column)."""
     raw = yaml.safe_load(Path(params).read_text(encoding="utf-8"))
     lines = [HEADER]
-    top = [name for name, field in Config.model_fields.items() if not _is_section(field)]
     lines += ["## Top level", "", "| key | params.yaml | accepts | meaning |", "| --- | --- | --- | --- |"]
-    lines += [row for row in _rows(Config, raw, "") if row.split("`")[1] in top]
+    lines += _rows(Config, raw, "")
     for name, field in Config.model_fields.items():
         if _is_section(field):
             section = field.annotation
             lines += ["", f"## {name}", ""]
-            if section.__doc__ and not section.__doc__.startswith(("!!!", "A base class")):
+            if section.__doc__:
                 lines += [section.__doc__.strip().splitlines()[0], ""]
             lines += ["| key | params.yaml | accepts | meaning |", "| --- | --- | --- | --- |"]
             lines += _rows(section, raw.get(name, {}), f"{name}.")
