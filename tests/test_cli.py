@@ -113,3 +113,40 @@ def test_tune_without_processed_data_names_the_preprocess_stage(tmp_path: Path) 
     assert result.returncode == 1
     assert "data/processed/cifar10.npz not found; run `dvc repro preprocess`" in result.stderr
     assert not (tmp_path / "optuna-journal.log").exists()
+
+
+def test_the_tracking_server_command_needs_a_backend_store(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("MLFLOW_BACKEND_STORE_URI", raising=False)
+    assert main(["tracking-server"]) == 1
+    assert capsys.readouterr().err == (
+        "error: no backend store: give --backend-store-uri postgresql://USER@HOST/mlflow "
+        "(or set MLFLOW_BACKEND_STORE_URI)\n"
+    )
+    assert main(["tracking-server", "--backend-store-uri", "sqlite:///mlflow.db", "--create-database"]) == 1
+    assert "--create-database needs a PostgreSQL URL" in capsys.readouterr().err
+
+
+def test_the_tracking_server_serves_artifacts_on_loopback_with_the_installed_driver() -> None:
+    from lstm_ae.cli import build_parser
+    from lstm_ae.databases import with_installed_driver
+    from lstm_ae.tracking_server import server_command
+
+    args = build_parser().parse_args(["tracking-server"])
+    assert (args.host, args.port, args.artifacts_destination) == ("127.0.0.1", 5000, "mlartifacts-server")
+    command = server_command("/srv/artifacts", "127.0.0.1", 5000, None)
+    assert command[1:] == [
+        "-m",
+        "mlflow",
+        "server",
+        "--serve-artifacts",
+        "--artifacts-destination",
+        "/srv/artifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "5000",
+    ]
+    assert with_installed_driver("postgresql://me@db/mlflow") == "postgresql+psycopg2://me@db/mlflow"
+    assert with_installed_driver("postgresql+psycopg2://me@db/x") == "postgresql+psycopg2://me@db/x"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import http.server
 import json
 import multiprocessing
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,6 +131,92 @@ def test_the_epoch_logger_logs_losses_and_wall_and_cpu_time_for_each_epoch() -> 
     assert [m.value for m in sorted(history["train_loss"], key=lambda m: m.step)] == pytest.approx([0.5, 0.4])
     for wall, cpu in zip(history["epoch_seconds"], history["epoch_cpu_seconds"]):
         assert wall.value >= 0.25 and 0.05 <= cpu.value < wall.value - 0.1
+
+
+def test_the_epoch_logger_keeps_the_epochs_a_server_missed_and_sends_them_once_it_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tracking.use_project_store("unit-test")
+    down: set[int] = {2, 3}  # the epochs whose end finds the server down
+    current = [0]
+    monkeypatch.setattr(
+        tracking,
+        "server_trouble",
+        lambda uri, timeout_s=5: "connection refused" if current[0] in down else None,
+    )
+    logger, client, logged = tracking.EpochLogger(), mlflow.MlflowClient(), []
+    with mlflow.start_run() as run:
+
+        def epoch(number: int) -> None:
+            current[0] = number
+            logger.on_epoch_begin(number - 1)
+            logger.on_epoch_end(number - 1, {"loss": 1 / number, "val_loss": 0.5})
+            logged.append(sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_loss")))
+
+        for number in (1, 2, 3, 4):
+            epoch(number)
+        assert logged == [[1], [1], [1], [1, 2, 3, 4]]  # training went on; nothing lost
+        down, logged = {5}, []
+        epoch(5)
+        monkeypatch.setattr(tracking, "SERVER_WAIT_S", 0)
+        with pytest.raises(tracking.TrackingServerDown, match=r"the metrics of epoch\(s\) 5 are not logged"):
+            logger.on_train_end()  # the server still down when training ends: said, not lost silently
+        down = set()
+        logger.on_train_end()
+    history = client.get_metric_history(run.info.run_id, "train_loss")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4, 5]
+    assert sorted(history, key=lambda m: m.step)[1].value == pytest.approx(0.5)  # epoch 2's own loss
+
+
+class Health(http.server.BaseHTTPRequestHandler):
+    """GET /health answers with ``status``, as a tracking server (or a proxy in front of one) does."""
+
+    status = 200
+
+    def do_GET(self) -> None:  # the name http.server calls
+        self.send_response(self.status)
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def answering(status: int) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("Answer", (Health,), {"status": status}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_tracking_server_takes_requests_when_its_health_answers_below_500() -> None:
+    assert tracking.server_trouble("sqlite:///mlflow.db") is None  # a file: no server to ask
+    with answering(200) as url:
+        assert tracking.server_trouble(url) is None
+    with answering(401) as url:
+        assert tracking.server_trouble(url) is None  # up, behind a login
+    with answering(503) as url:
+        assert tracking.server_trouble(url) == "HTTP 503"  # a proxy whose MLflow is down
+    assert tracking.server_trouble(url) == "connection refused"  # that port is closed now
+
+
+def test_a_stage_does_not_start_against_a_tracking_server_that_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with answering(200) as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        tracking.require_tracking_server(wait_s=0)
+    expected = (
+        rf"the MLflow tracking server at {url} \(MLFLOW_TRACKING_URI\) does not answer \(connection refused\)"
+    )
+    with pytest.raises(tracking.TrackingServerDown, match=expected):
+        tracking.require_tracking_server(wait_s=0)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    tracking.require_tracking_server(wait_s=0)  # the project's SQLite store: nothing to check
 
 
 def test_a_training_run_samples_system_metrics_until_it_ends(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,10 +20,15 @@ STAGES = {
     "tune": "an Optuna study over params.yaml's tune.search; each trial a nested MLflow run",
 }
 
+# The stages that log to MLflow.
+LOGGING_STAGES = ("train", "evaluate", "tune")
+
 # Commands beside the pipeline's stages: they read no params.yaml.
 TOOLS = {
     "reconstruct": "reconstruct your own PNG/JPEG images; side-by-side PNGs and errors.csv, worst first",
 }
+
+SERVER = "tracking-server"  # a tool too, that reads no params.yaml
 
 # `tune` options override the tune section of params.yaml for one invocation.
 TUNE_OPTIONS = {
@@ -87,13 +92,44 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("reports/reconstruct"), help="output folder (default: %(default)s)"
     )
     tool.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only")
+    _add_tracking_server(sub)
     return parser
 
 
-def _configure_logging(quiet: bool) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+def _add_tracking_server(sub: argparse._SubParsersAction) -> None:
+    summary = "an MLflow tracking server on PostgreSQL with proxied artifacts (docs/tracking-server.md)"
+    server = sub.add_parser(SERVER, help=summary, description=summary[0].upper() + summary[1:] + ".")
+    server.add_argument(
+        "--backend-store-uri",
+        metavar="URL",
+        help="PostgreSQL database for runs and models, e.g. postgresql://USER@HOST/mlflow "
+        "(default: $MLFLOW_BACKEND_STORE_URI)",
     )
+    server.add_argument(
+        "--create-database", action="store_true", help="create that database first if it does not exist"
+    )
+    server.add_argument(
+        "--artifacts-destination",
+        default="mlartifacts-server",
+        metavar="DIR|URI",
+        help="where the server keeps artifacts: a folder or e.g. s3://bucket/path (default: %(default)s)",
+    )
+    server.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 for other machines (default: %(default)s)",
+    )
+    server.add_argument("--port", type=int, default=5000, help="port to listen on (default: %(default)s)")
+    server.add_argument("--workers", type=int, help="server processes (default: MLflow's, 4)")
+    server.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+
+
+def _configure_logging(quiet: bool) -> None:
+    level = logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # basicConfig does nothing once the root logger has a handler (a second command in one
+    # process, e.g. in tests or a notebook): the level must still follow this command's --quiet.
+    logging.getLogger().setLevel(level)
     # TensorFlow's C++ start-up chatter hides the lines that matter; errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not _progress_wanted(quiet):  # MLflow's artifact bars would print as noise in logs
@@ -117,6 +153,8 @@ def run_stage(
     if overrides:
         cfg = override(cfg, name, overrides)
     module = import_quietly(f"lstm_ae.stages.{name}")
+    if name in LOGGING_STAGES:  # a tracking server that is down: one line now, not a traceback after the work
+        import_quietly("lstm_ae.tracking").require_tracking_server()
     if name in ("fetch", "preprocess", "tune"):
         return module.run(cfg, progress=_progress_wanted(quiet))
     return module.run(cfg)
@@ -132,7 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     handle_signals()
     started = time.perf_counter()
     try:
-        if args.stage in TOOLS:
+        if args.stage == SERVER:
+            from lstm_ae import tracking_server
+
+            tracking_server.run(
+                args.backend_store_uri,
+                args.artifacts_destination,
+                args.host,
+                args.port,
+                args.workers,
+                args.create_database,
+            )
+        elif args.stage in TOOLS:
             from lstm_ae.startup import import_quietly
 
             tool = import_quietly(f"lstm_ae.serving.{args.stage}")

@@ -12,6 +12,7 @@ EDA_METRICS = Path("reports/eda/metrics.json")
 
 MODEL = Path("models/model.keras")
 RUN_INFO = Path("models/mlflow_run.json")
+SERVED_MODEL = Path("models/served")  # the MLflow model of model.keras
 HISTORY = Path("reports/train/history.csv")
 LOSS_FIGURE = Path("reports/train/loss.png")
 

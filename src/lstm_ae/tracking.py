@@ -18,12 +18,15 @@ import keras
 import mlflow
 import numpy as np
 import pandas
+import requests
 from matplotlib.figure import Figure
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.sources import LocalArtifactDatasetSource
 from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from lstm_ae import hardware
+from lstm_ae.atomic import atomic_dir
 from lstm_ae.data.corruption import Corruption
 from lstm_ae.errors import UserError
 
@@ -64,9 +67,23 @@ def use_project_store(experiment: str = EXPERIMENT) -> str:
             experiment_id = found.experiment_id
         else:
             location = None if not uri.startswith("sqlite:") else (project_root() / "mlartifacts").as_uri()
-            experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+            experiment_id = _create_experiment(experiment, location)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def _create_experiment(name: str, location: str | None) -> str:
+    """Create the experiment, or take the one another machine created since we looked.
+
+    The SQLite store's lock serialises this on one machine; two machines starting against a fresh
+    tracking server (two clones tuning one study) race, and the loser gets RESOURCE_ALREADY_EXISTS.
+    """
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return mlflow.get_experiment_by_name(name).experiment_id
 
 
 STORE_LOCK_TIMEOUT_S = 300
@@ -105,6 +122,63 @@ def _store_lock(uri: str) -> Iterator[None]:
         lock.release()
 
 
+SERVER_PROBE_S = 5  # one /health request; a server that takes longer counts as down for this epoch
+SERVER_START_WAIT_S = 5  # a stage's start tolerates a server that is just restarting
+SERVER_WAIT_S = 300  # how long the end of training waits for a server to come back
+
+
+class TrackingServerDown(UserError):
+    """MLFLOW_TRACKING_URI names a tracking server that does not answer."""
+
+
+def server_trouble(uri: str, timeout_s: float = SERVER_PROBE_S) -> str | None:
+    """Why the tracking server at ``uri`` cannot take requests now, in a few words; None if it can
+    (its /health answers) or if ``uri`` is not a server (a SQLite file).
+
+    One request, no retries: MLflow's client retries for about 4 minutes, which is what a stage's
+    start and an epoch's end must not wait for. TLS is verified as MLflow's client does it.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return None
+    insecure = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true"
+    verify = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or not insecure
+    try:
+        answer = requests.get(f"{uri.rstrip('/')}/health", timeout=timeout_s, verify=verify)
+    except requests.exceptions.Timeout:
+        return f"no answer within {timeout_s:g} s"
+    except requests.exceptions.ConnectionError as exc:
+        return "connection refused" if "refused" in str(exc).lower() else "cannot connect"
+    except requests.exceptions.RequestException as exc:
+        return type(exc).__name__
+    # A reverse proxy answers 502/503 while MLflow behind it is down; 401/403 is a server that is up.
+    return f"HTTP {answer.status_code}" if answer.status_code >= 500 else None
+
+
+def trouble_after_waiting(uri: str, wait_s: float, poll_s: float) -> str | None:
+    """What is wrong with the server at ``uri`` after asking every ``poll_s`` for up to
+    ``wait_s`` seconds; None as soon as it answers (at once for a local store)."""
+    deadline = time.monotonic() + wait_s
+    while (trouble := server_trouble(uri)) is not None and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    return trouble
+
+
+def require_tracking_server(wait_s: float = SERVER_START_WAIT_S) -> None:
+    """Fail in one line, before any work, if MLFLOW_TRACKING_URI names a server that does not answer
+    within ``wait_s``.
+
+    Otherwise MLflow's client retries for about 4 minutes and the stage ends in a traceback:
+    train before its first epoch, evaluate after all its work.
+    """
+    uri = tracking_uri()
+    if (trouble := trouble_after_waiting(uri, wait_s, poll_s=1)) is not None:
+        raise TrackingServerDown(
+            f"the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI) does not answer ({trouble}); "
+            "start it (`make tracking-server`, see docs/tracking-server.md), "
+            "or unset MLFLOW_TRACKING_URI to log to the project's mlflow.db"
+        )
+
+
 # Not MLflow's own mlflow.source.git.commit alone: it follows sys.argv[0] (nothing for the `lstm-ae`
 # script in the git-ignored .venv, nor for MlflowClient.create_run's study runs) and never says -dirty.
 def git_commit(root: Path) -> str | None:
@@ -126,8 +200,8 @@ def git_commit(root: Path) -> str | None:
 
 
 def run_tags(archive_md5: str) -> dict[str, str]:
-    """Tags that tie a run to its code, its data and its DVC experiment."""
-    tags = {"data_md5": archive_md5}
+    """Tags that tie a run to its code, its data, its DVC experiment and the device it trains on."""
+    tags = {"data_md5": archive_md5, "device": hardware.training_device()}
     commit = git_commit(Path.cwd())
     if commit:
         tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
@@ -164,7 +238,18 @@ class EpochLogger(keras.callbacks.Callback):
     CPU time (all of this process's threads) is the work done; on a shared or throttled machine
     wall time for the same epoch can swing several-fold (benchmarks/throughput.py measured up
     to 4.6x here) while CPU time stays put, so comparing runs by CPU time is the fair test.
+
+    A tracking server that does not answer (restarting, say) neither stops nor stalls training:
+    the epoch's metrics are kept, with their step and time, and sent with a later epoch's once
+    the server answers, at the latest when training ends, which waits up to SERVER_WAIT_S for
+    it. Sent at once, they held training until the server answered again, and failed the run
+    when that took longer than MLflow's client retries (about 4 minutes).
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._kept: list[mlflow.entities.Metric] = []
+        self._run_id = ""
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self._started, self._cpu_started = time.perf_counter(), time.process_time()
@@ -179,7 +264,48 @@ class EpochLogger(keras.callbacks.Callback):
             metrics["train_loss"] = float(logs["loss"])
         if "val_loss" in logs:
             metrics["val_loss"] = float(logs["val_loss"])
-        mlflow.log_metrics(metrics, step=epoch + 1)
+        self._run_id = mlflow.active_run().info.run_id
+        now = int(time.time() * 1000)
+        self._kept += [mlflow.entities.Metric(key, value, now, epoch + 1) for key, value in metrics.items()]
+        uri = mlflow.get_tracking_uri()
+        trouble = server_trouble(uri)
+        if trouble is None:
+            try:
+                self._send()
+                return
+            except (mlflow.exceptions.MlflowException, requests.exceptions.RequestException) as exc:
+                trouble = str(exc).strip().splitlines()[0][:200]
+        if len({metric.step for metric in self._kept}) == 1:  # the first epoch it missed: say so once
+            log.warning(
+                "MLflow tracking server %s: %s; training goes on, the metrics of epoch %d and later are "
+                "kept and sent once it answers",
+                uri,
+                trouble,
+                epoch + 1,
+            )
+
+    def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
+        """Send what is still kept, waiting up to SERVER_WAIT_S for the server to answer."""
+        if not self._kept:
+            return
+        uri = mlflow.get_tracking_uri()
+        if (trouble := trouble_after_waiting(uri, SERVER_WAIT_S, poll_s=2)) is not None:
+            raise TrackingServerDown(
+                f"the MLflow tracking server at {uri} has not answered for {SERVER_WAIT_S} s ({trouble}); "
+                f"the metrics of epoch(s) {self._kept_epochs()} are not logged"
+            )
+        self._send()
+
+    def _send(self) -> None:
+        """Log every kept metric in one call (MLflow splits large batches); forget them once sent."""
+        mlflow.MlflowClient().log_batch(self._run_id, metrics=self._kept)
+        if len({metric.step for metric in self._kept}) > 1:
+            log.info("MLflow tracking server answers again: sent the kept epochs %s", self._kept_epochs())
+        self._kept = []
+
+    def _kept_epochs(self) -> str:
+        steps = sorted({metric.step for metric in self._kept})
+        return f"{steps[0]}-{steps[-1]}" if len(steps) > 1 else str(steps[0])
 
 
 def start_training_run(run_name: str | None, tags: Mapping[str, str]) -> mlflow.ActiveRun:
@@ -213,9 +339,11 @@ def log_figures(figures: Mapping[str, Figure], folder: str) -> None:
         mlflow.log_figure(figure, f"{folder}/{name}.png")
 
 
-# Imports a served model needs besides the package itself (which travels as code).
-SERVING_REQUIREMENTS = ("tensorflow-cpu", "keras", "mlflow", "numpy", "scikit-learn", "scikit-image")
+# Imports a served model needs besides the package itself (which travels as code) and TensorFlow,
+# which is pinned as the build installed here (hardware.tensorflow_requirement).
+SERVING_REQUIREMENTS = ("keras", "mlflow", "numpy", "scikit-learn", "scikit-image")
 REGISTERED_MODEL = "cifar10-lstm-autoencoder"
+REGISTERED_RESTORER = "cifar10-lstm-restorer"  # model.family restorer
 CHAMPION = "champion"
 
 
@@ -226,21 +354,41 @@ def log_reconstruction_model(keras_file: Path) -> None:
     installed here, so ``mlflow models serve`` works outside this checkout too; listing them
     also spares MLflow's slow requirement inference (it would load TensorFlow in a subprocess).
     """
-    mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(Path(__file__).parent / "serving" / "model_code.py"),  # models from code: no pickle
-        artifacts={"keras_model": str(keras_file)},
-        code_paths=[str(Path(__file__).parent)],
-        pip_requirements=[f"{name}=={importlib.metadata.version(name)}" for name in SERVING_REQUIREMENTS],
-    )
+    mlflow.pyfunc.log_model(name="model", **_reconstruction_model(keras_file))
 
 
-def registered_name(corruption: Corruption) -> str:
-    """One registry entry per task and strength, so `champion` only compares like with like:
-    a denoiser's test MSE says nothing about a plain autoencoder's."""
+def save_reconstruction_model(keras_file: Path, folder: Path) -> None:
+    """The same model as an MLflow model folder in the project (models/served, a DVC output), so a
+    clone that pulls it from the team's DVC remote serves it (`mlflow models serve -m models/served`)
+    without the MLflow store it was trained in. Written whole or not at all."""
+    with atomic_dir(folder) as tmp:
+        mlflow.pyfunc.save_model(tmp, **_reconstruction_model(keras_file))
+
+
+def serving_requirements() -> list[str]:
+    """The served model's pip requirements: the versions installed here, TensorFlow's build included."""
+    pinned = [f"{name}=={importlib.metadata.version(name)}" for name in SERVING_REQUIREMENTS]
+    return [hardware.tensorflow_requirement(), *pinned]
+
+
+def _reconstruction_model(keras_file: Path) -> dict[str, Any]:
+    """What the logged and the saved model are made of; models from code, so no pickle."""
+    return {
+        "python_model": str(Path(__file__).parent / "serving" / "model_code.py"),
+        "artifacts": {"keras_model": str(keras_file)},
+        "code_paths": [str(Path(__file__).parent)],
+        "pip_requirements": serving_requirements(),
+    }
+
+
+def registered_name(corruption: Corruption, family: str = "autoencoder") -> str:
+    """One registry entry per model family, task and strength, so `champion` only compares like
+    with like: a denoiser's test MSE says nothing about a plain autoencoder's, nor a restorer's
+    about a bottlenecked model's. The autoencoder keeps the names it had before the restorer."""
+    name = REGISTERED_RESTORER if family == "restorer" else REGISTERED_MODEL
     if corruption.is_identity:
-        return REGISTERED_MODEL
-    return f"{REGISTERED_MODEL}-{corruption.task}-sigma{corruption.strength:g}"
+        return name
+    return f"{name}-{corruption.task}-sigma{corruption.strength:g}"
 
 
 def register_model(run_id: str, test_mse: float, name: str = REGISTERED_MODEL) -> tuple[str, bool]:

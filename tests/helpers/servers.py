@@ -44,6 +44,21 @@ def stop(server: subprocess.Popen) -> None:
             continue
 
 
+def wait_until_answering(url: str, server: subprocess.Popen, log: Path, ready_s: float) -> None:
+    """Poll ``url`` until it answers 200; a server that dies first, or never answers, fails the
+    test with the end of its ``log``."""
+    deadline = time.monotonic() + ready_s
+    while time.monotonic() < deadline:
+        assert server.poll() is None, log.read_text()[-4000:]
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer in {ready_s} s:\n{log.read_text()[-4000:]}")
+
+
 @contextlib.contextmanager
 def model_server(
     model_uri: str, cwd: Path, env: dict[str, str], log: Path, ready_s: float = 300
@@ -64,15 +79,42 @@ def model_server(
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + ready_s
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        assert server.poll() is None, log.read_text()[-4000:]
+        wait_until_answering(f"{base}/ping", server, log, ready_s)
         yield base
     finally:
         stop(server)
+
+
+class TrackingServer:
+    """`lstm-ae tracking-server` on a free loopback port, as a user starts it (it creates its
+    database); stop() and start() again keep its store, as a restart does."""
+
+    def __init__(
+        self, backend: str, artifacts: Path, log: Path, env: dict[str, str], workers: int = 2
+    ) -> None:
+        """``workers``: the server's processes; on 2 cores MLflow's 4 only add start-up time."""
+        self.backend, self.artifacts, self.log, self.env, self.workers = backend, artifacts, log, env, workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, ready_s: float = 300) -> None:
+        """Start it and wait until /health answers (a first start also creates MLflow's tables)."""
+        command = [sys.executable, "-m", "lstm_ae", "tracking-server", "--backend-store-uri", self.backend]
+        command += ["--create-database", "--artifacts-destination", str(self.artifacts)]
+        command += ["--port", str(self.port), "--workers", str(self.workers)]
+        with self.log.open("a") as stderr:
+            self.process = subprocess.Popen(
+                command,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        wait_until_answering(f"{self.url}/health", self.process, self.log, ready_s)
+
+    def stop(self) -> None:
+        """The server and its workers, asked to stop (SIGTERM), as a service manager does."""
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
