@@ -4,16 +4,26 @@ PYTHON ?= python3
 # Stages call `python -m lstm_ae`; putting the venv first on PATH makes DVC find the right one.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install repro smoke test test-fast lint docs ui tune dashboard exps
+.PHONY: install repro smoke test test-fast lint docs ui tune dashboard tracking-server exps gpu-lock
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+# TensorFlow's GPU build (requirements-gpu.lock) on a machine with an NVIDIA GPU (nvidia-smi found),
+# its CPU build (requirements.lock) elsewhere; `make install GPU=1` or `GPU=0` chooses (docs/sharing.md).
+GPU ?= $(if $(shell command -v nvidia-smi),1,0)
+LOCK := $(if $(filter 1,$(GPU)),requirements-gpu.lock,requirements.lock)
+# The other build goes first: both write the same `tensorflow` package, so one would break the other.
+OTHER_TF := $(if $(filter 1,$(GPU)),tensorflow-cpu,tensorflow)
+
+# One stamp per lock, so switching builds reinstalls.
+$(VENV)/.installed-$(LOCK): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	rm -f $(VENV)/.installed*
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -r requirements.lock
+	$(VENV)/bin/python -m pip uninstall -qq --yes $(OTHER_TF)
+	$(VENV)/bin/python -m pip install --quiet -r $(LOCK)
 	$(VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-install: $(VENV)/.installed   ## create .venv with the exact pinned versions
+install: $(VENV)/.installed-$(LOCK)   ## create .venv with the exact pinned versions (GPU=1: TensorFlow's GPU build)
 
 repro: install                ## run the whole pipeline on params.yaml
 	dvc repro
@@ -51,7 +61,20 @@ tune: install                 ## an Optuna study as params.yaml's tune section s
 dashboard: install            ## browse the tuning study at http://127.0.0.1:8080
 	optuna-dashboard optuna-journal.log
 
+# An MLflow tracking server on PostgreSQL (it creates the database), artifacts proxied, on loopback:
+# then `export MLFLOW_TRACKING_URI=http://127.0.0.1:5000` (docs/tracking-server.md).
+TRACKING_DB ?= postgresql:///mlflow
+tracking-server: install      ## MLflow tracking server on PostgreSQL (TRACKING_DB=postgresql://USER@HOST/DB)
+	lstm-ae tracking-server --backend-store-uri '$(TRACKING_DB)' --create-database
+
 # The columns worth comparing: test metrics, then task, corruption, model and train settings.
-EXPS_HIDDEN := Created|pca_test_(psnr|ssim)|mean_image|brightness|corr_|fetch|preprocess|eda|evaluate|tune|data/|models/|reports/|src/|presets/
+EXPS_HIDDEN := Created|pca_test_(psnr|ssim)|.*_strength|(tv|wavelet|nl_means|wiener|richardson_lucy)_test_(mse|ssim)|mean_image|brightness|corr_|fetch|preprocess|eda|evaluate|tune|data/|models/|reports/|src/|presets/
 exps: install                 ## experiments side by side, without file hashes and rarely changed settings
 	dvc exp show --drop '$(EXPS_HIDDEN)'
+
+# requirements.lock with tensorflow[and-cuda] of the same version in place of tensorflow-cpu, every
+# package pinned as pip resolves it (without installing; about 2 minutes). Run after changing requirements.lock.
+gpu-lock: install             ## regenerate requirements-gpu.lock from requirements.lock
+	sed 's/^tensorflow[-_]cpu==/tensorflow[and-cuda]==/' requirements.lock > $(VENV)/gpu-request.txt
+	python -m pip install --dry-run --ignore-installed --quiet --report $(VENV)/gpu-report.json -r $(VENV)/gpu-request.txt
+	python -m lstm_ae.hardware $(VENV)/gpu-report.json > requirements-gpu.lock.tmp && mv requirements-gpu.lock.tmp requirements-gpu.lock

@@ -221,6 +221,15 @@ def test_malformed_params_fail_with_one_line_naming_the_key(
     assert_one_line(error, f": {named}: ", expected)
 
 
+def test_the_restorer_on_task_reconstruct_is_refused_in_one_line() -> None:
+    raw = mutated("model.family", "restorer")
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw)
+    assert_one_line(error, "model.family", "would learn the identity", "set task to deblur or denoise")
+    raw["task"] = "denoise"
+    assert parse_config(raw).model.family == "restorer"
+
+
 @pytest.mark.parametrize("via", ["parse_config", "load_config"])
 def test_top_level_list_is_refused(via: str, tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"

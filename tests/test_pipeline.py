@@ -201,7 +201,8 @@ def test_reconstruct_command_takes_the_registered_champion(pipeline: Path, tmp_p
     )
     assert "photo.png: 40x40, resized to 32x32" in result.stderr
     lines = (tmp_path / "out" / "errors.csv").read_text().splitlines()
-    assert lines[0] == "rank,file,mse,psnr,original_size,figure" and lines[1].startswith(f"1,{image},")
+    assert lines[0] == "rank,file,mse,psnr,original_size,model_size,figure"
+    assert lines[1].startswith(f"1,{image},") and lines[1].endswith(",40x40,32x32,photo.png")
     assert (tmp_path / "out" / "photo.png").is_file()
 
 
@@ -315,17 +316,24 @@ def test_exp_run_with_a_restoration_task_retrains_and_reports_the_floor(pipeline
         "input_test_mse",
         "input_test_psnr",
         "input_test_ssim",
+        "wiener_test_psnr",  # the classical baselines' PSNR; their SSIM, MSE and strength are hidden
+        "richardson_lucy_test_psnr",
         "preset",
         "seed",
         "task",
         "corruption.blur_sigma",
         "corruption.noise_sigma",
+        "model.family",
         "model.encoder_widths",
         "model.decoder_widths",
         "model.head",
         "model.bidirectional",
         "model.row_index",
         "model.precision",
+        "model.restorer.features",
+        "model.restorer.units",
+        "model.restorer.blocks",
+        "model.restorer.sweeps",
         "train.learning_rate",
         "train.batch_size",
         "train.max_epochs",

@@ -11,6 +11,7 @@ import yaml
 from lstm_ae.cli import build_parser
 from lstm_ae.config import ConfigError, load_config
 from lstm_ae.stages.evaluate import subset_suffix
+from lstm_ae.tracking import registered_name
 
 ROOT = Path(__file__).parents[1]
 PARAMS = ROOT / "params.yaml"
@@ -65,6 +66,18 @@ def test_smoke_limits_the_real_data_and_registers_apart() -> None:
     assert subset_suffix(load_config(PARAMS)) == ""
 
 
+@pytest.mark.parametrize("task", ["denoise", "deblur"])
+def test_each_restoration_preset_trains_the_restorer_and_registers_it_apart(task) -> None:
+    cfg = load_config(PARAMS, preset=task)
+    assert (cfg.task, cfg.model.family, cfg.model.restorer.sweeps) == (task, "restorer", True)
+    name = registered_name(cfg.input_corruption, cfg.model.family)
+    assert name == f"cifar10-lstm-restorer-{task}-sigma{cfg.input_corruption.strength:g}"
+    assert (
+        registered_name(cfg.input_corruption)
+        == f"cifar10-lstm-autoencoder-{task}-sigma{cfg.input_corruption.strength:g}"
+    )
+
+
 def test_the_preset_key_in_params_yaml_selects_the_file_as_dvc_exp_run_S_does(tmp_path: Path) -> None:
     params = project(tmp_path)
     params.write_text(params.read_text().replace("preset: default", "preset: report"), encoding="utf-8")
@@ -84,7 +97,14 @@ def test_a_preset_replaces_only_the_keys_it_names(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("preset", "text", "expected"),
     [
-        ("nope", None, "presets/nope.yaml: not found; the presets are: default, long, report, smoke"),
+        (
+            "nope",
+            None,
+            (
+                "params.yaml: preset: no preset 'nope'; the presets are: "
+                "deblur, default, denoise, long, report, smoke"
+            ),
+        ),
         ("mine", "train:\n  max_epoch: 3\n", "mine.yaml: train.max_epoch: not a key of params.yaml"),
         ("mine", "train:\n  max_epochs: -3\n", "train.max_epochs: Input should be greater than 0"),
         ("mine", "- train\n", "mine.yaml: expected a mapping of params.yaml sections, got list"),

@@ -23,7 +23,7 @@ def test_every_key_has_a_description_and_a_row() -> None:
         for name, field in model.model_fields.items():
             annotation = field.annotation
             nested = isinstance(annotation, type) and hasattr(annotation, "model_fields")
-            if nested and (not prefix or name == "search"):
+            if nested and "low" not in annotation.model_fields:  # a range is one key
                 found += keys(annotation, f"{prefix}{name}.")
             else:
                 assert field.description, f"{prefix}{name} has no description"

@@ -128,7 +128,35 @@ def _check_even(bidirectional: bool, info: ValidationInfo, section: str, keys: t
                 )
 
 
+class RestorerConfig(_Section):
+    """The restorer (model.family restorer): LSTMs that sweep rows and columns, no bottleneck."""
+
+    features: Annotated[Width, doc("Per-pixel features the pixels are projected to before the sweeps.")] = 32
+    units: Annotated[
+        Width, doc("LSTM units per direction of each sweep; a pixel leaves a sweep with twice as many.")
+    ] = 32
+    blocks: Annotated[
+        Int, doc("Row-then-column sweep pairs; after one, every pixel has seen the whole image.", ge=1, le=8)
+    ] = 1
+    sweeps: Annotated[
+        bool,
+        Strict(),
+        doc(
+            "`false`: the ablation, each sweep replaced by a per-pixel Dense layer of the same width, "
+            "so no pixel sees another."
+        ),
+    ] = True
+
+
 class ModelConfig(_Section):
+    family: Annotated[
+        Literal["autoencoder", "restorer"],
+        doc(
+            "`autoencoder`: the report's LSTM autoencoder, every image through one code vector; "
+            "`restorer`: LSTMs sweep the rows and columns and keep every pixel (deblur and denoise "
+            "only, any image size; see model.restorer)."
+        ),
+    ] = "autoencoder"
     encoder_widths: Annotated[
         tuple[Width, ...],
         doc(
@@ -171,6 +199,10 @@ class ModelConfig(_Section):
             "only on CPUs with bfloat16 instructions (docs/results.md: throughput)."
         ),
     ] = "float32"
+    restorer: Annotated[
+        RestorerConfig,
+        doc("The restorer's shape (model.family restorer); the keys above are the autoencoder's."),
+    ] = RestorerConfig()
 
     @field_validator("bidirectional")
     @classmethod
@@ -215,6 +247,22 @@ class EvaluateConfig(_Section):
         Int, doc("Test images, one per class, shown over their reconstructions.", ge=1, le=10)
     ]
     best_worst: Annotated[Int, doc("Best and worst reconstructed test images shown.", ge=1, le=20)]
+    classical: Annotated[
+        bool,
+        Strict(),
+        doc(
+            "deblur / denoise: also score scikit-image's classical restorations of the same test inputs "
+            "(denoise: total variation, wavelet, non-local means; deblur: Wiener, Richardson-Lucy)."
+        ),
+    ] = True
+    classical_val_images: Annotated[
+        Int,
+        doc(
+            "Validation images that choose each classical method's strength (never test images).",
+            ge=1,
+            le=50_000,
+        ),
+    ] = 500
 
 
 def _distinct(value: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -241,6 +289,16 @@ class LogRange(_Section):
         return self
 
 
+class RestorerSpace(_Section):
+    """The restorer's search space (model.family restorer): lists are choices."""
+
+    features: _choices_of(Width, "Per-pixel feature widths to try (model.restorer.features).") = (32,)
+    units: _choices_of(Width, "LSTM units per sweep direction to try (model.restorer.units).") = (16, 32)
+    blocks: _choices_of(
+        Annotated[Int, Field(ge=1, le=8)], "Row-then-column sweep pairs to try (model.restorer.blocks)."
+    ) = (1, 2)
+
+
 class SearchSpace(_Section):
     """What a tuning trial may choose: lists are categorical choices, learning_rate a log range.
 
@@ -264,6 +322,10 @@ class SearchSpace(_Section):
     row_index: _choices_of(
         Annotated[bool, Strict()], "Try the decoder without and/or with the row index."
     ) = (False,)
+    restorer: Annotated[
+        RestorerSpace,
+        doc("What a trial may choose when model.family is restorer (the keys above are the autoencoder's)."),
+    ] = RestorerSpace()
 
     @field_validator("bidirectional")
     @classmethod
@@ -357,6 +419,15 @@ class Config(_Section):
     train: TrainConfig
     evaluate: EvaluateConfig
     tune: TuneConfig
+
+    @model_validator(mode="after")
+    def _restorer_restores(self) -> Config:
+        if self.model.family == "restorer" and self.task == "reconstruct":
+            raise ValueError(
+                "model.family restorer adds a correction to its input, so on task reconstruct it would "
+                "learn the identity; set task to deblur or denoise, or model.family to autoencoder"
+            )
+        return self
 
     @property
     def input_corruption(self) -> Corruption:
@@ -471,8 +542,13 @@ def apply_preset(raw: Any, params: Path, preset: str | None = None) -> tuple[Any
     path = presets_dir(params) / f"{name}.yaml"
     if name == "default" and not path.exists():
         return raw, str(params)
-    known = sorted(p.stem for p in presets_dir(params).glob("*.yaml"))
-    top = _read_yaml(path, f"the presets are: {', '.join(known) or 'none'} (in {presets_dir(params)})")
+    if not path.is_file():
+        known = sorted(p.stem for p in presets_dir(params).glob("*.yaml"))
+        raise ConfigError(
+            f"{params}: preset: no preset {name!r}; the presets are: {', '.join(known) or 'none'} "
+            f"(files in {presets_dir(params)})"
+        )
+    top = _read_yaml(path, "")
     if top is None:
         return raw, str(params)
     if not isinstance(top, dict):

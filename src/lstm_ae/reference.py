@@ -84,16 +84,17 @@ def _value(value: Any) -> str:
 
 
 def _rows(model: type[BaseModel], values: dict[str, Any], prefix: str) -> list[str]:
-    """One table row per leaf key; tune.search is flattened with dots, other sections are left to
-    their own tables."""
+    """One table row per leaf key; a mapping inside a section (tune.search, model.restorer) is
+    flattened with dots, top-level sections are left to their own tables."""
     rows = []
     for name, field in model.model_fields.items():
         key, value = f"{prefix}{name}", values.get(name, field.default)
-        if _is_section(field) and name == "search":
-            rows += _rows(field.annotation, value or {}, f"{key}.")
-            continue
         if _is_section(field) and "low" not in field.annotation.model_fields:
-            continue  # a section of its own: render gives it its own table
+            if prefix:
+                if isinstance(value, BaseModel):
+                    value = value.model_dump(mode="json")
+                rows += _rows(field.annotation, value or {}, f"{key}.")
+            continue  # a top-level section: render gives it its own table
         if _is_section(field):  # a range such as tune.search.learning_rate: {low, high}
             accepts = f"`low` < `high`, each a {_allowed(field.annotation.model_fields['low'])}"
             rows.append(f"| `{key}` | {_value(value)} | {accepts} | {field.description} |")

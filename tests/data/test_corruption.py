@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lstm_ae.data.corruption import Corruption, gaussian_blur, gaussian_noise
+from lstm_ae.data.corruption import Corruption, gaussian_blur, gaussian_noise, to_8_bits
 from lstm_ae.data.sequences import to_images, to_sequences
 
 DEBLUR, DENOISE, IDENTITY = Corruption("deblur", 1.0), Corruption("denoise", 0.1), Corruption("reconstruct")
@@ -75,13 +75,16 @@ def test_validation_and_test_inputs_are_the_same_on_every_run_and_differ_from_ea
     )  # blur has no noise
 
 
-def test_training_noise_is_fresh_each_epoch_and_reproducible() -> None:
-    draw = lambda epoch, batch: DENOISE.batch_rng(42, epoch, batch).standard_normal(4)
-    np.testing.assert_array_equal(draw(0, 0), draw(0, 0))
-    assert not np.array_equal(draw(0, 0), draw(1, 0))
-    assert not np.array_equal(draw(0, 0), draw(0, 1))
-    order = Corruption.batch_order(42, 0, 100)
-    assert sorted(order) == list(range(100)) and not np.array_equal(order, Corruption.batch_order(42, 1, 100))
+def test_corrupted_inputs_are_8_bit_images_and_clean_ones_are_left_alone() -> None:
+    rows = random_rows()
+    for corrupted in (DEBLUR.apply(rows), DENOISE.fixed(rows, 42, "val")):
+        levels = corrupted * 255
+        np.testing.assert_allclose(levels, np.rint(levels), atol=1e-4)
+        assert corrupted.dtype == np.float32
+    assert Corruption("reconstruct").apply(rows) is rows
+    assert to_8_bits(np.array([0.0, 0.6 / 255, 0.302, 1.0])).tolist() == pytest.approx(
+        [0, 1 / 255, 77 / 255, 1]
+    )
 
 
 def test_noise_without_a_generator_is_refused() -> None:

@@ -212,7 +212,7 @@ def test_the_reconstruct_tool_takes_it_by_its_registry_uri(store: str, tmp_path:
     )
     assert result.returncode == 0, result.stderr[-4000:]
     lines = (out / "errors.csv").read_text().splitlines()
-    assert lines[0] == "rank,file,mse,psnr,original_size,figure"
+    assert lines[0] == "rank,file,mse,psnr,original_size,model_size,figure"
     assert len(lines) == 2 and lines[1].startswith(f"1,{image},") and lines[1].endswith(",32x32,photo.png")
     assert (out / "photo.png").is_file()
     modules = imported_lstm_ae_modules(result.stderr)

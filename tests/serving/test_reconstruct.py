@@ -1,4 +1,6 @@
-"""`lstm-ae reconstruct` on image files and folders, with a small real Keras model file."""
+"""`lstm-ae reconstruct` on image files and folders, with small real Keras model files: one of
+the autoencoder's fixed 32x32 size, and an untrained restorer, which takes any size and returns
+its input exactly."""
 
 from __future__ import annotations
 
@@ -6,21 +8,24 @@ import csv
 import logging
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_models import save_fixed_size_model, save_restorer
 
-from lstm_ae import cli
+from lstm_ae import cli, tracking
+from lstm_ae.serving import reconstruct
 from lstm_ae.serving.reconstruct import figure_names
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "model.keras"
-    keras.utils.set_random_seed(0)
-    keras.Sequential([keras.Input((32, 96)), keras.layers.Dense(96, activation="sigmoid")]).save(path)
-    return path
+    return save_fixed_size_model(tmp_path_factory.mktemp("model") / "model.keras")
+
+
+@pytest.fixture(scope="module")
+def restorer_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_restorer(tmp_path_factory.mktemp("restorer") / "model.keras")
 
 
 def save(path: Path, pixels: np.ndarray) -> Path:
@@ -43,13 +48,14 @@ def test_a_folder_gives_side_by_side_pngs_and_errors_worst_first(
         assert (
             cli.main(["reconstruct", str(folder), "--model", str(model_file), "--out", str(out), "-q"]) == 0
         )
-    assert "grey.jpg: 64x48, resized to 32x32" in caplog.text
+    assert "grey.jpg: 64x48, resized to 32x32 (the autoencoder's input size" in caplog.text
     rows = list(csv.DictReader((out / "errors.csv").open()))
     assert [row["rank"] for row in rows] == ["1", "2", "3"]
     errors = [float(row["mse"]) for row in rows]
     assert errors == sorted(errors, reverse=True)
     assert {Path(row["file"]).name for row in rows} == {"noise.png", "grey.jpg", "white.PNG"}
     assert {row["original_size"] for row in rows} == {"32x32", "64x48"}
+    assert {row["model_size"] for row in rows} == {"32x32"}
     for row in rows:
         with Image.open(out / row["figure"]) as picture:
             assert picture.size == (32 * 4 * 2 + 2 * 4, 32 * 4) and picture.mode == "RGB"
@@ -90,3 +96,60 @@ def test_a_missing_model_names_the_train_stage(tmp_path: Path, capsys) -> None:
 def test_figure_names_stay_unique() -> None:
     files = [Path("a/cat.png"), Path("b/cat.jpg"), Path("dog.png")]
     assert figure_names(files) == ["cat-0.png", "cat-1.png", "dog.png"]
+
+
+def halves(figure: Path, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """The original and the reconstruction of a side-by-side figure, back at their own size."""
+    with Image.open(figure) as picture:
+        pixels = np.asarray(picture)
+    scale = pixels.shape[0] // height
+    assert pixels.shape == (height * scale, (2 * width + 2) * scale, 3)
+    left, right = pixels[:, : width * scale], pixels[:, (width + 2) * scale :]
+    return left[::scale, ::scale], right[::scale, ::scale]
+
+
+def test_a_restorer_restores_a_photo_at_its_own_size(
+    restorer_file: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    photo = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)  # 64 wide, 48 high
+    image = save(tmp_path / "photo.png", photo)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.INFO):
+        assert (
+            cli.main(["reconstruct", str(image), "--model", str(restorer_file), "--out", str(out), "-q"]) == 0
+        )
+    assert "resized" not in caplog.text
+    [row] = csv.DictReader((out / "errors.csv").open())
+    assert (row["original_size"], row["model_size"], float(row["mse"])) == ("64x48", "64x48", 0.0)
+    original, restored = halves(out / "photo.png", 64, 48)
+    np.testing.assert_array_equal(original, photo)
+    np.testing.assert_array_equal(restored, photo)  # untrained: the input, at the input's size
+
+
+def test_a_restorer_keeps_each_size_of_a_mixed_folder(restorer_file: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    sizes = {"a-wide": (48, 64), "b-small": (5, 3), "c-square": (32, 32), "d-wide": (48, 64)}
+    photos = {name: rng.integers(0, 256, (*hw, 3), dtype=np.uint8) for name, hw in sizes.items()}
+    for name, photo in photos.items():
+        save(tmp_path / "images" / f"{name}.png", photo)
+    rows = reconstruct.run([tmp_path / "images"], str(restorer_file), tmp_path / "out", progress=False)
+    assert {Path(row["file"]).stem: row["model_size"] for row in rows} == {
+        name: f"{w}x{h}" for name, (h, w) in sizes.items()
+    }
+    for name, (height, width) in sizes.items():
+        _, restored = halves(tmp_path / "out" / f"{name}.png", width, height)
+        np.testing.assert_array_equal(restored, photos[name])
+
+
+def test_a_served_restorer_reconstructs_at_its_own_size(
+    restorer_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An MLflow model URI (a saved model folder here, as models:/ would download) keeps the size too:
+    the command asks the served model's Keras model which size it takes."""
+    monkeypatch.setattr(tracking, "use_project_store", lambda: None)  # no store needed for a folder
+    tracking.save_reconstruction_model(restorer_file, tmp_path / "served")
+    photo = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    image = save(tmp_path / "photo.png", photo)
+    [row] = reconstruct.run([image], (tmp_path / "served").as_uri(), tmp_path / "out", progress=False)
+    assert row["model_size"] == "64x48"
+    np.testing.assert_array_equal(halves(tmp_path / "out" / "photo.png", 64, 48)[1], photo)

@@ -51,36 +51,52 @@ def test_a_missing_model_names_the_train_stage(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("task", "corruption", "input_psnr"),
+    ("task", "family", "corruption", "input_psnr", "classical"),
     [
-        ("denoise", "Gaussian noise, sigma 0.1", (19.5, 21.5)),
-        ("deblur", "Gaussian blur, sigma 1 px", (5, 15)),
+        ("denoise", "autoencoder", "Gaussian noise, sigma 0.1", (19.5, 21.5), ("tv", "wavelet", "nl_means")),
+        ("deblur", "restorer", "Gaussian blur, sigma 1 px", (5, 15), ("wiener", "richardson_lucy")),
     ],
 )
-def test_a_restoration_task_reports_the_corrupted_input_next_to_the_output(
-    task: str, corruption: str, input_psnr: tuple[float, float], tmp_path: Path, monkeypatch
+def test_a_restoration_task_reports_the_input_and_classical_baselines_next_to_the_output(
+    task: str,
+    family: str,
+    corruption: str,
+    input_psnr: tuple[float, float],
+    classical: tuple[str, ...],
+    tmp_path: Path,
+    monkeypatch,
 ) -> None:
-    """train + evaluate with task set: the floor metrics, the three-row figure, the MLflow record."""
+    """train + evaluate with task set: the floor metrics, the classical baselines with strengths
+    chosen on validation images, the figure with a row each, the MLflow record and registry name."""
     for name in ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
         monkeypatch.delenv(name, raising=False)
-    tiny = {"encoder_widths": [8], "decoder_widths": [8], "head": "dense"}
-    monkeypatch.chdir(make_tiny_project(tmp_path, task=task, model=tiny, train={"max_epochs": 1}))
+    model = {"encoder_widths": [8], "decoder_widths": [8], "head": "dense", "family": family}
+    model["restorer"] = {"features": 4, "units": 4, "blocks": 1}
+    evaluate = {"classical_val_images": 20}
+    project = make_tiny_project(tmp_path, task=task, model=model, train={"max_epochs": 1}, evaluate=evaluate)
+    monkeypatch.chdir(project)
     assert cli.main(["train", "--quiet"]) == 0
     assert cli.main(["evaluate", "--quiet"]) == 0
 
     results = json.loads(METRICS.read_text())
-    for prefix in ("test", "input_test", "pca_test"):
+    for prefix in ("test", "input_test", "pca_test", *(f"{m}_test" for m in classical)):
         assert all(np.isfinite(results[f"{prefix}_{m}"]) for m in ("mse", "psnr", "ssim")), prefix
+    assert all(results[f"{m}_strength"] > 0 for m in classical)
     # Uniform random pixels: noise of sigma 0.1 (a little less after clipping) is about 20 dB; a
     # blur of white noise throws away most of it.
     assert input_psnr[0] < results["input_test_psnr"] < input_psnr[1]
     figure = matplotlib.image.imread(EVAL_FIGURES / "reconstructions.png")
-    assert figure.shape[0] > 250  # clean / corrupted / restored: three rows of about 100 px
+    rows = 3 + len(classical)  # clean / corrupted / each baseline / restored, about 100 px each
+    assert figure.shape[0] > 85 * rows
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("cifar10-lstm-autoencoder").experiment_id])
     assert run.data.tags["task"] == task and run.data.tags["corruption"] == corruption
+    assert run.data.tags["family"] == family
     assert run.data.params["task"] == task and run.data.params["corruption.noise_sigma"] == "0.1"
     assert run.data.metrics["input_test_psnr"] == pytest.approx(results["input_test_psnr"])
-    name = f"cifar10-lstm-autoencoder-{task}-sigma{'0.1' if task == 'denoise' else '1'}"
+    assert run.data.metrics[f"{classical[0]}_test_psnr"] == pytest.approx(
+        results[f"{classical[0]}_test_psnr"]
+    )
+    name = f"cifar10-lstm-{family}-{task}-sigma{'0.1' if task == 'denoise' else '1'}"
     assert run.data.tags["registered_model"] == f"{name}/1"

@@ -56,13 +56,13 @@ def test_a_nan_loss_fails_the_run_and_keeps_the_previous_model(tmp_path: Path, m
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(make_tiny_project(tmp_path, model=TINY_MODEL, train={"max_epochs": 3}))
     kept = previous_outputs(tmp_path)
-    real_build = train_stage.build_autoencoder
+    real_build = train_stage.build_model
 
     def poisoned(cfg):  # the real model, with NaN from its output on: the loss is NaN at once
         model = real_build(cfg)
         return keras.Model(model.input, keras.layers.Lambda(lambda x: x * float("nan"))(model.output))
 
-    monkeypatch.setattr(train_stage, "build_autoencoder", poisoned)
+    monkeypatch.setattr(train_stage, "build_model", poisoned)
     assert cli.main(["train", "--quiet"]) == 1
     out, err = capsys.readouterr()
     assert "Epoch" not in out  # --quiet silences Keras too

@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -205,11 +206,27 @@ def test_a_study_names_its_objective_val_mse_also_one_made_before_it_did() -> No
     storage = optuna.storages.InMemoryStorage()
     older = optuna.create_study(study_name="s", storage=storage)  # a study from before the name
     assert older.metric_names is None
-    study = tune_stage.open_study("s", storage)
-    assert study.metric_names == ["val_mse"] and study._study_id == older._study_id
+    study, created = tune_stage.open_study("s", storage)
+    assert study.metric_names == ["val_mse"] and study._study_id == older._study_id and not created
     study.add_trial(optuna.trial.create_trial(value=0.25))
     assert study.trials_dataframe()["value_val_mse"].tolist() == [0.25]
-    assert tune_stage.open_study("s", storage).metric_names == ["val_mse"]  # opened again: unchanged
+    assert tune_stage.open_study("s", storage)[0].metric_names == ["val_mse"]  # opened again: unchanged
+    assert tune_stage.open_study("new", storage)[1]  # this call created it
+
+
+def test_a_command_that_did_not_create_the_study_waits_for_the_creators_mlflow_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two machines starting one study: the one that created it opens its MLflow run; the other
+    takes that run rather than opening a second parent for the same trials."""
+    storage = optuna.storages.InMemoryStorage()
+    creator, created = tune_stage.open_study("s", storage)
+    follower, follower_created = tune_stage.open_study("s", storage)
+    assert created and not follower_created
+    threading.Timer(0.5, lambda: creator.set_user_attr(tune_stage.PARENT_ATTR, "creators-run")).start()
+    assert tune_stage.wait_for_parent_run(follower) == "creators-run"
+    monkeypatch.setattr(tune_stage, "PARENT_WAIT_S", 0.2)
+    assert tune_stage.wait_for_parent_run(tune_stage.open_study("t", storage)[0]) is None  # its creator died
 
 
 def test_a_study_keeps_its_settings_and_names_what_changed() -> None:
@@ -285,7 +302,7 @@ def nan_on_second_build(real_build):
 @slow
 def test_a_nan_trial_is_recorded_as_failed_and_the_study_goes_on(in_project: Path, monkeypatch) -> None:
     make_project(in_project, n_trials=3, pruner="none")
-    monkeypatch.setattr(search, "build_autoencoder", nan_on_second_build(search.build_autoencoder))
+    monkeypatch.setattr(search, "build_model", nan_on_second_build(search.build_model))
     summary = tune_stage.run(load_config(in_project / "params.yaml"), isolate=False)
     study = load_study(in_project)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
@@ -309,7 +326,7 @@ def test_a_study_without_a_complete_trial_keeps_the_previous_reports(in_project:
         model = keras.Sequential([keras.Input((32, 96)), keras.layers.Lambda(lambda x: x * float("nan"))])
         return model
 
-    monkeypatch.setattr(search, "build_autoencoder", always_nan)
+    monkeypatch.setattr(search, "build_model", always_nan)
     with pytest.raises(tune_stage.TuneError, match="no complete trial"):
         tune_stage.run(load_config(in_project / "params.yaml"), isolate=False)
     assert (in_project / TUNE_SUMMARY).read_text(encoding="utf-8") == "previous\n"

@@ -229,6 +229,7 @@ def test_best_trial_becomes_a_dvc_exp_run_line_that_parses_back() -> None:
     assert overrides == {
         # The line pins the precision the trials computed in (params.yaml's, here float32).
         "model": {
+            "family": "autoencoder",
             "encoder_widths": [512, 256],
             "decoder_widths": [128, 128],
             "head": "dense",
@@ -285,3 +286,52 @@ def test_progress_line_names_trial_state_params_and_best() -> None:
     line = search.describe_trial(study.trials[1], study.best_trial)
     assert line.startswith("trial 1 COMPLETE after 2 epoch(s)")
     assert "val MSE 0.03000" in line and "latent_size=" in line and "best: trial 0, 0.02000" in line
+
+
+RESTORER_PARAMS = {
+    "restorer_features": 32,
+    "restorer_units": 16,
+    "restorer_blocks": 2,
+    "learning_rate": 0.002,
+    "batch_size": 128,
+}
+
+
+def test_a_restorer_study_searches_widths_depth_and_rate_and_its_best_trial_parses_back() -> None:
+    space = CFG.tune.search
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(10):
+        params = search.suggest_params(study.ask(), space, "restorer")
+        assert set(params) == set(RESTORER_PARAMS)
+        assert params["restorer_units"] in space.restorer.units
+        assert params["restorer_blocks"] in space.restorer.blocks
+        assert space.learning_rate.low <= params["learning_rate"] <= space.learning_rate.high
+    base = CFG.model.model_copy(update={"family": "restorer"})
+    model, train = search.configs_from_params(RESTORER_PARAMS, CFG.train, max_epochs=2, base=base)
+    assert (model.family, model.restorer.units, model.restorer.blocks) == ("restorer", 16, 2)
+    assert model.encoder_widths == CFG.model.encoder_widths  # the autoencoder's keys are left alone
+    assert (train.learning_rate, train.max_epochs) == (0.002, 2)
+    trial = create_trial(
+        value=0.001,
+        params=RESTORER_PARAMS,
+        distributions={k: CategoricalDistribution([v]) for k, v in RESTORER_PARAMS.items()},
+    )
+    overrides = search.best_overrides(trial, CFG.train, base=base)
+    assert set(overrides["model"]) == {"family", "restorer", "precision"}
+    line = search.exp_run_command(overrides)
+    assert "-S model.restorer.units=16" in line and "-S model.family=restorer" in line
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    raw["task"] = "denoise"
+    words = shlex.split(line)
+    for key, text in (word.split("=", 1) for word in words[3:] if word != "-S"):
+        *parents, name = key.split(".")
+        section = raw
+        for part in parents:
+            section = section[part]
+        section[name] = yaml.safe_load(text)
+    assert parse_config(raw).model.restorer.blocks == 2
+
+
+def test_a_restorer_trial_without_the_pipelines_model_section_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs the pipeline's model section"):
+        search.configs_from_params(RESTORER_PARAMS, CFG.train)

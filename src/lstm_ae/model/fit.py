@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from lstm_ae.config import TrainConfig
-from lstm_ae.data.corruption import Corruption
+from lstm_ae.data.corruption import LEVELS, Corruption
 from lstm_ae.errors import UserError
 from lstm_ae.startup import deferred_interrupts, raise_pending
 
@@ -109,29 +109,36 @@ def keras_verbosity() -> int:
     return 1 if sys.stdout.isatty() and not os.environ.get("CI") else 2
 
 
-class NoisyBatches(keras.utils.PyDataset):
-    """(corrupted, clean) training batches with noise drawn afresh for every batch of every epoch,
-    so the model never sees the same noisy copy twice; reproducible from (seed, epoch, batch)."""
+def noisy_batches(clean: np.ndarray, corruption: Corruption, batch_size: int, seed: int):
+    """A tf.data pipeline of (noisy, clean) training batches, noise drawn inside the graph.
 
-    def __init__(self, clean: np.ndarray, corruption: Corruption, batch_size: int, seed: int) -> None:
-        super().__init__()
-        self.clean, self.corruption, self.batch_size, self.seed = clean, corruption, batch_size, seed
-        self.epoch = 0
-        self.order = self._shuffled()
+    Each epoch reshuffles the images and draws fresh noise (the dataset is iterated anew each
+    epoch, and ``Dataset.random(rerandomize_each_iteration=True)`` then yields new per-batch seeds
+    for ``stateless_normal``), yet the whole sequence is fixed by ``seed``. Drawing the noise in
+    Python, batch by batch, made denoise epochs about 30% slower than reconstruct ones; here it
+    runs in TensorFlow's threads, ahead of the training step (prefetch). As in
+    :meth:`Corruption.apply`, the noisy images are clipped to [0, 1] and rounded to 8 bits.
+    """
+    import tensorflow as tf
 
-    def _shuffled(self) -> np.ndarray:
-        return self.corruption.batch_order(self.seed, self.epoch, len(self.clean))
+    sigma, levels = float(corruption.strength), float(LEVELS)
 
-    def __len__(self) -> int:
-        return math.ceil(len(self.clean) / self.batch_size)
+    def corrupt(images, noise_seed):
+        noise = tf.random.stateless_normal(tf.shape(images), seed=noise_seed, dtype=images.dtype)
+        noisy = tf.clip_by_value(images + noise * sigma, 0.0, 1.0)
+        return tf.round(noisy * levels) / levels, images
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        clean = self.clean[np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])]
-        return self.corruption.apply(clean, self.corruption.batch_rng(self.seed, self.epoch, index)), clean
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self.order = self._shuffled()
+    images = (
+        tf.data.Dataset.from_tensor_slices(np.asarray(clean, dtype=np.float32))
+        .shuffle(len(clean), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+    )
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return (
+        tf.data.Dataset.zip(images, seeds)
+        .map(corrupt, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def fit(
@@ -158,7 +165,8 @@ def fit(
         monitor="val_loss", patience=cfg.patience, restore_best_weights=True
     )
     if corruption.is_random:
-        train_data = {"x": NoisyBatches(x_train, corruption, cfg.batch_size, seed)}
+        # The dataset shuffles itself each epoch; Keras cannot shuffle a tf.data pipeline.
+        train_data = {"x": noisy_batches(x_train, corruption, cfg.batch_size, seed), "shuffle": False}
     else:  # identity or blur: one fixed input array, the fastest path through Keras
         train_data = {
             "x": corruption.apply(x_train),

@@ -3,30 +3,70 @@ command and evaluation share. Pure: arrays in, arrays out.
 
 Pixel scale is decided by dtype, which survives JSON (integers vs decimals): integer pixels
 are 0-255 values, floating-point pixels are already in [0, 1].
+
+The autoencoder takes 32x32 images only; the restorer takes any size, one size per batch. Both
+read an image as its rows, (N, height, width * 3), so the size a model takes is read from its
+Keras input: (None, 32, 96) for the autoencoder, (None, None, None) for the restorer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from lstm_ae.data.sequences import to_images, to_sequences
 from lstm_ae.errors import UserError
 from lstm_ae.metrics import mse_per_image
 
-IMAGE_SHAPE = (32, 32, 3)
+CHANNELS = 3
+AUTOENCODER_SIZE = (32, 32)
+
+Size = tuple[int, int] | None  # (height, width) a model takes; None: any size
+BatchReconstructor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class ImageInputError(UserError, ValueError):
     """Images of the wrong shape or range; the message says what is expected."""
 
 
-def to_unit_images(images: object) -> np.ndarray:
-    """A batch (N, 32, 32, 3), or one image (32, 32, 3), as float32 in [0, 1]."""
-    array = np.asarray(images)
-    if array.shape == IMAGE_SHAPE:
-        array = array[np.newaxis]
-    if array.ndim != 4 or array.shape[1:] != IMAGE_SHAPE or len(array) == 0:
-        raise ImageInputError(f"expected images of shape (N, 32, 32, 3) (RGB, 32x32), got {array.shape}")
+def input_size(model) -> Size:
+    """(height, width) of the images a Keras model's (batch, height, width * 3) input takes, or
+    None when it takes any size (the restorer)."""
+    _, height, features = model.input_shape
+    return None if height is None or features is None else (height, features // CHANNELS)
+
+
+def to_unit_images(images: object, size: Size = AUTOENCODER_SIZE) -> np.ndarray:
+    """A batch (N, H, W, 3), or one image (H, W, 3), as float32 in [0, 1]; ``size`` is the
+    (H, W) the model needs, None for any (one size for the whole batch)."""
+    return _unit_scale(_image_batch(images, size))
+
+
+def _image_batch(images: object, size: Size) -> np.ndarray:
+    """The images as one (N, H, W, 3) array, or an error that says which shape was expected."""
+    try:
+        array = np.asarray(images)
+    except ValueError:  # nested lists of unequal lengths, e.g. JSON images of several sizes
+        raise ImageInputError(
+            "images of one batch must share one size (N, H, W, 3); send each size in its own request"
+        ) from None
+    batch = array[np.newaxis] if array.ndim == 3 and array.shape[-1] == CHANNELS else array
+    if batch.ndim != 4 or batch.shape[-1] != CHANNELS or 0 in batch.shape:
+        expected = (
+            "(N, H, W, 3) (RGB, H and W at least 1)" if size is None else f"(N, {size[0]}, {size[1]}, 3)"
+        )
+        raise ImageInputError(f"expected images of shape {expected}, got {array.shape}")
+    if size is not None and batch.shape[1:3] != size:
+        raise ImageInputError(
+            f"expected images of shape (N, {size[0]}, {size[1]}, 3), the autoencoder's size, "
+            f"got {array.shape}; resize them to {size[1]}x{size[0]}, "
+            "or use a restorer (model.family restorer), which takes any size"
+        )
+    return batch
+
+
+def _unit_scale(array: np.ndarray) -> np.ndarray:
+    """Integers 0-255 (or booleans) divided by 255, floats in [0, 1] kept; anything else refused."""
     if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
         if array.min() < 0 or array.max() > 255:
             raise ImageInputError(f"integer pixels must be 0-255, got {array.min()}..{array.max()}")
@@ -42,17 +82,43 @@ def to_unit_images(images: object) -> np.ndarray:
 
 
 def reconstruct(model, images: object, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(reconstructions (N, 32, 32, 3) float32 in [0, 1], per-image MSE (N,)) for any Keras-like
-    model that maps (N, 32, 96) row sequences to the same shape."""
-    unit = to_unit_images(images)
-    recon = np.asarray(model.predict(to_sequences(unit), batch_size=batch_size, verbose=0), dtype=np.float32)
-    recon = np.clip(to_images(recon), 0.0, 1.0)
+    """(reconstructions (N, H, W, 3) float32 in [0, 1], per-image MSE (N,)) for any Keras-like
+    model that maps (N, H, W * 3) rows to the same shape; H and W must be the model's own size
+    (32x32 for the autoencoder) or, for a model that takes any size, the images' own."""
+    unit = to_unit_images(images, input_size(model))
+    n, height, width, _ = unit.shape
+    rows = unit.reshape(n, height, width * CHANNELS)  # the layout of data.sequences.to_sequences
+    recon = np.asarray(model.predict(rows, batch_size=batch_size, verbose=0), dtype=np.float32)
+    recon = np.clip(recon.reshape(unit.shape), 0.0, 1.0)
     return recon, mse_per_image(unit, recon)
+
+
+def reconstruct_by_size(
+    reconstruct_batch: BatchReconstructor, images: list[np.ndarray]
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Images of several sizes, each (H, W, 3): one batch call per size, since a batch holds one
+    size; the reconstructions and per-image MSE come back in the input order."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(i)
+    recon: list[np.ndarray] = [np.empty(0)] * len(images)
+    mse = np.empty(len(images), dtype=np.float64)
+    for indices in groups.values():
+        group_recon, group_mse = reconstruct_batch(np.stack([images[i] for i in indices]))
+        for i, restored, error in zip(indices, group_recon, group_mse):
+            recon[i], mse[i] = np.asarray(restored), error
+    return recon, mse
+
+
+def figure_scale(height: int, width: int, target: int = 128) -> int:
+    """How many times to enlarge an image so its longer side reaches about ``target`` pixels:
+    4 for 32x32 (too small to judge at its own size), 1 for a photo of 128 pixels or more."""
+    return max(1, target // max(height, width))
 
 
 def side_by_side(original: np.ndarray, recon: np.ndarray, scale: int = 4, gap: int = 2) -> np.ndarray:
     """One uint8 picture: the original left, the reconstruction right, each enlarged ``scale``
-    times without smoothing (32x32 is too small to judge at its own size)."""
+    times without smoothing, so every pixel stays a visible square."""
     halves = [
         np.rint(np.clip(np.asarray(x, dtype=np.float32), 0, 1) * 255).astype(np.uint8)
         for x in (original, recon)

@@ -15,8 +15,11 @@ from lstm_ae.serving.inference import reconstruct
 
 
 class ReconstructionModel(mlflow.pyfunc.PythonModel):
-    """predict(images (N, 32, 32, 3), integers 0-255 or floats in [0, 1]) ->
-    {"reconstruction": (N, 32, 32, 3) float32 in [0, 1], "mse": (N,) per-image error}."""
+    """predict(images (N, H, W, 3), integers 0-255 or floats in [0, 1]) ->
+    {"reconstruction": (N, H, W, 3) float32 in [0, 1], "mse": (N,) per-image error}.
+
+    H and W are 32 for the autoencoder; a restorer takes any one size per batch and keeps it.
+    """
 
     # MLflow's type-hint validation would fix one input dtype (and warns when predict is untyped).
     _skip_type_hint_validation = True

@@ -1,4 +1,5 @@
-"""evaluate: score the model on the test set next to PCA at the same code size, in the training run."""
+"""evaluate: score the model on the test set next to PCA at the same code size (and, for deblur and
+denoise, the corrupted input and classical restorations), in the training run."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import logging
 import mlflow
 import numpy as np
 
-from lstm_ae import figures, metrics, tracking
+from lstm_ae import classical, figures, metrics, tracking
 from lstm_ae.atomic import atomic_dir, write_text
 from lstm_ae.baselines import pca_reconstruct
 from lstm_ae.config import Config
-from lstm_ae.data.dataset import load_dataset
+from lstm_ae.data.corruption import Corruption
+from lstm_ae.data.dataset import Dataset, load_dataset
 from lstm_ae.data.sequences import to_images
 from lstm_ae.model.fit import keras_verbosity
 from lstm_ae.model.saved import load_model
@@ -79,17 +81,42 @@ def register(run_id: str, test_mse: float, name: str) -> None:
     )
 
 
-def examples_figure(clean, inputs, outputs, picks, titles, restoring: bool):
-    """The report's figure (originals over reconstructions), or clean / corrupted / restored rows."""
+def examples_figure(clean, inputs, outputs, picks, titles, restoring: bool, baselines=None):
+    """The report's figure (originals over reconstructions), or clean / corrupted / each classical
+    baseline / restored rows."""
     if not restoring:
         return figures.reconstructions(clean[picks], outputs[picks], titles=titles)
+    baselines = baselines or {}
     return figures.reconstructions(
         clean[picks],
         inputs[picks],
-        extra=[outputs[picks]],
+        extra=[*(images[picks] for images in baselines.values()), outputs[picks]],
         titles=titles,
-        rows=("clean", "corrupted", "restored"),
+        rows=("clean", "corrupted", *baselines, "restored"),
     )
+
+
+def classical_baselines(
+    cfg: Config, data: Dataset, corruption: Corruption, input_images: np.ndarray
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Each classical method of the task, its strength chosen by mean PSNR on the first
+    evaluate.classical_val_images corrupted validation images, applied to the test inputs.
+
+    Returns the strengths chosen (``{method}_strength``) and each method's restored test images.
+    The validation inputs are corrupted with the same fixed seed as training's validation set.
+    """
+    n = min(cfg.evaluate.classical_val_images, len(data.x_val))
+    clean_val = data.x_val[:n]
+    val_inputs = to_images(corruption.fixed(clean_val, cfg.seed, "val"))
+    strengths, restored = {}, {}
+    for method in classical.methods(corruption.task):
+        best, _ = classical.tune_strength(
+            method, val_inputs, to_images(clean_val), corruption.strength, n_jobs=-1
+        )
+        strengths[f"{method}_strength"] = best
+        restored[method] = classical.restore(method, input_images, best, corruption.strength, n_jobs=-1)
+        log.info("%s: strength %g chosen on %d validation images", method, best, n)
+    return strengths, restored
 
 
 def run(cfg: Config) -> dict[str, float]:
@@ -118,13 +145,20 @@ def run(cfg: Config) -> dict[str, float]:
             clean, input_images, data.y_test, data.class_names, prefix="input_test"
         )
         results.update(headline(input_summary, "input_test"))
+    baselines: dict[str, np.ndarray] = {}
+    if not corruption.is_identity and cfg.evaluate.classical:
+        strengths, baselines = classical_baselines(cfg, data, corruption, input_images)
+        results.update(strengths)
+        for method, images in baselines.items():
+            summary = metrics.summarize(clean, images, data.y_test, data.class_names, prefix=f"{method}_test")
+            results.update(headline(summary, f"{method}_test"))
 
     picks = example_indices(data.y_test, cfg.evaluate.examples)
     errors = metrics.mse_per_image(clean, recon_images)
     titles = [data.class_names[data.y_test[i]] for i in picks]
     drawn = {
         "reconstructions": examples_figure(
-            clean, input_images, recon_images, picks, titles, not corruption.is_identity
+            clean, input_images, recon_images, picks, titles, not corruption.is_identity, baselines
         ),
         "best_worst": figures.best_worst(clean, recon_images, errors, k=cfg.evaluate.best_worst),
     }
@@ -146,8 +180,8 @@ def run(cfg: Config) -> dict[str, float]:
             mlflow.log_metrics(json.loads(EDA_METRICS.read_text()))
         for path in sorted(EDA_FIGURES.glob("*.png")):
             mlflow.log_artifact(str(path), "eda")
-        mlflow.set_tags(tracking.task_tags(corruption))
-        name = tracking.registered_name(corruption) + subset_suffix(cfg)
+        mlflow.set_tags({**tracking.task_tags(corruption), "family": cfg.model.family})
+        name = tracking.registered_name(corruption, cfg.model.family) + subset_suffix(cfg)
         register(mlflow.active_run().info.run_id, results["test_mse"], name)
     log.info(
         "test MSE %.5f (PCA-%d %.5f), PSNR %.2f dB, SSIM %.3f",
@@ -164,5 +198,12 @@ def run(cfg: Config) -> dict[str, float]:
             results["input_test_psnr"],
             results["input_test_ssim"],
             results["test_psnr"] - results["input_test_psnr"],
+        )
+    for method in baselines:
+        log.info(
+            "%s (classical): PSNR %.2f dB, SSIM %.3f",
+            method,
+            results[f"{method}_test_psnr"],
+            results[f"{method}_test_ssim"],
         )
     return results

@@ -1,4 +1,4 @@
-"""train: fit the autoencoder from params, save it, and open the pipeline's MLflow run."""
+"""train: fit the model (model.family) from params, save it, and open the pipeline's MLflow run."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from lstm_ae import figures, tracking
 from lstm_ae.atomic import atomic_path, write_text
 from lstm_ae.config import Config
 from lstm_ae.data.dataset import load_dataset
-from lstm_ae.model.autoencoder import build_autoencoder
+from lstm_ae.model.build import build_model
 from lstm_ae.model.fit import fit
-from lstm_ae.paths import HISTORY, LOSS_FIGURE, MODEL, PROCESSED, RUN_INFO
+from lstm_ae.paths import HISTORY, LOSS_FIGURE, MODEL, PROCESSED, RUN_INFO, SERVED_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,16 @@ def run(cfg: Config) -> dict[str, list[float]]:
     keras.utils.set_random_seed(cfg.seed)
     warn_if_bfloat16_is_emulated(cfg)
     data = load_dataset(PROCESSED).scaled()
-    model = build_autoencoder(cfg.model)
+    model = build_model(cfg.model)
     tracking.use_project_store()
     with (
         tracking.start_training_run(
             tracking.run_name(),
-            {**tracking.run_tags(data.archive_md5), **tracking.task_tags(cfg.input_corruption)},
+            {
+                **tracking.run_tags(data.archive_md5),
+                **tracking.task_tags(cfg.input_corruption),
+                "family": cfg.model.family,
+            },
         ) as active,
         tracking.ended_as_it_failed(),
     ):
@@ -100,6 +104,7 @@ def run(cfg: Config) -> dict[str, list[float]]:
         with atomic_path(MODEL) as tmp:
             model.save(tmp)
             tracking.log_reconstruction_model(tmp)
+        tracking.save_reconstruction_model(MODEL, SERVED_MODEL)
         write_text(RUN_INFO, json.dumps({"run_id": active.info.run_id}, indent=2) + "\n")
     log.info(
         "best epoch %d of %d, val_loss %.5f -> %s",

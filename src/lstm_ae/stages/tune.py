@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import warnings
 from collections import Counter
 
@@ -22,7 +23,7 @@ from lstm_ae.config import Config
 from lstm_ae.data.dataset import read_archive_md5
 from lstm_ae.paths import PROCESSED, TUNE_BEST, TUNE_FIGURES, TUNE_SUMMARY, TUNE_TRIALS
 from lstm_ae.tuning import search
-from lstm_ae.tuning.workers import TuneError, fail_orphans, run_trials
+from lstm_ae.tuning.workers import TuneError, fail_orphans, run_trials, stale_trial, wait_for_running_trials
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,28 @@ PARENT_ATTR = "mlflow_parent_run_id"
 SETTINGS_ATTR = "settings"
 OBJECTIVE = "val_mse"  # what a trial's value is: the best epoch's validation MSE
 # Settings that studies began recording later, with the value that every earlier trial used.
-ADDED_SETTINGS = {"train.global_clipnorm": None, "model.precision": "float32"}
+ADDED_SETTINGS = {"train.global_clipnorm": None, "model.precision": "float32", "model.family": "autoencoder"}
+PARENT_WAIT_S = 60  # how long a command waits for the study's creator to record the study's MLflow run
+
+
+def _searched(cfg: Config) -> dict:
+    """The part of tune.search that this study's family draws from (a study from before the
+    restorer existed recorded the autoencoder's keys only)."""
+    space = cfg.tune.search.model_dump(mode="json")
+    restorer = space.pop("restorer")
+    if cfg.model.family == "restorer":
+        return {
+            "restorer": restorer,
+            "learning_rate": space["learning_rate"],
+            "batch_size": space["batch_size"],
+        }
+    return space
 
 
 def study_settings(cfg: Config, data_md5: str) -> dict:
     """What makes trial values comparable; a study refuses to continue if any of it changed."""
     return {
-        "tune.search": cfg.tune.search.model_dump(mode="json"),
+        "tune.search": _searched(cfg),
         "tune.max_epochs": cfg.tune.max_epochs,
         "tune.train_images": cfg.tune.train_images,
         "tune.val_images": cfg.tune.val_images,
@@ -44,6 +60,7 @@ def study_settings(cfg: Config, data_md5: str) -> dict:
         "train.schedule": cfg.train.schedule,
         "train.global_clipnorm": cfg.train.global_clipnorm,
         "model.precision": cfg.model.precision,
+        "model.family": cfg.model.family,
         "seed": cfg.seed,
         "task": cfg.task,
         "corruption": cfg.input_corruption.strength,
@@ -51,15 +68,38 @@ def study_settings(cfg: Config, data_md5: str) -> dict:
     }
 
 
-def open_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """Create or load the study, its objective named val_mse: the name that optuna-dashboard, the
-    parallel-coordinate and importance plots and trials.csv (column value_val_mse) then show
-    instead of a bare "Objective Value"."""
-    study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
+def open_study(name: str, storage: optuna.storages.BaseStorage) -> tuple[optuna.Study, bool]:
+    """Create or load the study, and whether this call created it. Its objective is named val_mse:
+    the name that optuna-dashboard, the parallel-coordinate and importance plots and trials.csv
+    (column value_val_mse) then show instead of a bare "Objective Value".
+
+    Every Optuna storage creates a study atomically, so of several commands starting a new study
+    at once (two machines on one database) exactly one creates it; that one opens its MLflow run.
+    """
+    try:
+        study, created = optuna.create_study(study_name=name, storage=storage, direction="minimize"), True
+    except optuna.exceptions.DuplicatedStudyError:
+        study, created = optuna.load_study(study_name=name, storage=storage), False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([OBJECTIVE])
-    return study
+    return study, created
+
+
+def wait_for_parent_run(study: optuna.Study) -> str | None:
+    """The MLflow run of a study that another command created a moment ago, once that command has
+    recorded it (within PARENT_WAIT_S); None if it never does (it died), and this command opens one.
+
+    Opening a run here too would split the study's trials over two parent runs.
+    """
+    log.info("study %s was just created by another command; waiting for its MLflow run", study.study_name)
+    deadline = time.monotonic() + PARENT_WAIT_S
+    while time.monotonic() < deadline:
+        if parent_id := study.user_attrs.get(PARENT_ATTR):
+            return parent_id
+        time.sleep(0.5)
+    log.warning("study %s got no MLflow run within %d s; opening one", study.study_name, PARENT_WAIT_S)
+    return None
 
 
 def check_settings(study: optuna.Study, settings: dict) -> None:
@@ -83,8 +123,13 @@ def run(cfg: Config, isolate: bool = True, progress: bool = False) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data_md5 = read_archive_md5(PROCESSED)  # first: a missing data set fails before any study exists
     experiment_id = tracking.use_project_store()
-    storage = search.open_storage(tune.storage, tracking.project_root(), tune.heartbeat_s)
-    study = open_study(tune.study_name, storage)
+    storage = search.open_storage(
+        tune.storage, tracking.project_root(), tune.heartbeat_s, on_stale=stale_trial
+    )
+    study, new_study = open_study(tune.study_name, storage)
+    earlier_parent = study.user_attrs.get(PARENT_ATTR)
+    if earlier_parent is None and not new_study and not study.trials:
+        earlier_parent = wait_for_parent_run(study)  # its creator records its settings first, then this
     check_settings(study, study_settings(cfg, data_md5))
     fail_orphans(study, "no longer exists")
 
@@ -95,7 +140,7 @@ def run(cfg: Config, isolate: bool = True, progress: bool = False) -> dict:
         "optuna.storage": search.redact(tune.storage),
     }
     parent_id, created = tracking.open_parent_run(
-        experiment_id, f"study-{tune.study_name}", study.user_attrs.get(PARENT_ATTR), tags
+        experiment_id, f"study-{tune.study_name}", earlier_parent, tags
     )
     study.set_user_attr(PARENT_ATTR, parent_id)
     if created:
@@ -128,6 +173,7 @@ def run(cfg: Config, isolate: bool = True, progress: bool = False) -> dict:
     status = "FAILED"
     try:
         run_trials(cfg, study, parent_id, experiment_id, budget, isolate, progress)
+        wait_for_running_trials(study)  # so that every command sharing the study reports the same best
         summary = _report(cfg, study, parent_id)
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -151,7 +197,7 @@ def _report(cfg: Config, study: optuna.Study, parent_id: str) -> dict:
             "Check the failed trials' `error` tag in MLflow, then run the same command again"
         )
     best = study.best_trial
-    overrides = search.best_overrides(best, cfg.train, cfg.model.precision)
+    overrides = search.best_overrides(best, cfg.train, cfg.model.precision, cfg.model)
     command = search.exp_run_command(overrides)
     importances = search.param_importances(study, cfg.seed)
     summary = {

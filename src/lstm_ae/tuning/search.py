@@ -12,6 +12,7 @@ import gc
 import math
 import re
 import shlex
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -24,10 +25,11 @@ import sqlalchemy
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
-from lstm_ae.config import ModelConfig, SearchSpace, TrainConfig
+from lstm_ae.config import ModelConfig, RestorerConfig, SearchSpace, TrainConfig
 from lstm_ae.data.corruption import Corruption
+from lstm_ae.databases import with_installed_driver
 from lstm_ae.errors import UserError
-from lstm_ae.model.autoencoder import build_autoencoder
+from lstm_ae.model.build import build_model
 from lstm_ae.model.fit import IDENTITY, fit
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -45,8 +47,18 @@ class StorageError(UserError, ValueError):
     """tune.storage names a database that cannot be opened."""
 
 
-def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
+def suggest_params(trial: optuna.Trial, space: SearchSpace, family: str = "autoencoder") -> dict[str, Any]:
     """Draw one point of the search space; the names are what Optuna and MLflow show."""
+    if family == "restorer":
+        return {
+            "restorer_features": trial.suggest_categorical("restorer_features", space.restorer.features),
+            "restorer_units": trial.suggest_categorical("restorer_units", space.restorer.units),
+            "restorer_blocks": trial.suggest_categorical("restorer_blocks", space.restorer.blocks),
+            "learning_rate": trial.suggest_float(
+                "learning_rate", space.learning_rate.low, space.learning_rate.high, log=True
+            ),
+            "batch_size": trial.suggest_categorical("batch_size", space.batch_size),
+        }
     return {
         "latent_size": trial.suggest_categorical("latent_size", space.latent_size),
         "encoder_layers": trial.suggest_categorical("encoder_layers", space.encoder_layers),
@@ -64,22 +76,45 @@ def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
 
 
 def configs_from_params(
-    params: Mapping[str, Any], train: TrainConfig, max_epochs: int | None = None, precision: str = "float32"
+    params: Mapping[str, Any],
+    train: TrainConfig,
+    max_epochs: int | None = None,
+    precision: str = "float32",
+    base: ModelConfig | None = None,
 ) -> tuple[ModelConfig, TrainConfig]:
     """Map trial parameters to the pipeline's ModelConfig and TrainConfig (validated again).
 
     Like the train keys outside the search, ``precision`` comes from the pipeline's params
-    (model.precision), so a study on a bfloat16 CPU can compute in bfloat16 too.
+    (model.precision), so a study on a bfloat16 CPU can compute in bfloat16 too. A restorer
+    trial (its parameters start with ``restorer_``) changes only model.restorer of ``base``,
+    the pipeline's model section.
     """
-    model = ModelConfig(
-        encoder_widths=(params["encoder_width"],) * params["encoder_layers"] + (params["latent_size"],),
-        decoder_widths=(params["decoder_width"],) * params["decoder_layers"],
-        head=params["head"],
-        # Absent from the trials of studies that began before these choices existed.
-        bidirectional=params.get("bidirectional", False),
-        row_index=params.get("row_index", False),
-        precision=precision,
-    )
+    if "restorer_units" in params:
+        if base is None:
+            raise ValueError("a restorer trial needs the pipeline's model section as its base")
+        restorer = RestorerConfig(
+            features=params["restorer_features"],
+            units=params["restorer_units"],
+            blocks=params["restorer_blocks"],
+        )
+        model = ModelConfig.model_validate(
+            {
+                **base.model_dump(),
+                "family": "restorer",
+                "restorer": restorer.model_dump(),
+                "precision": precision,
+            }
+        )
+    else:
+        model = ModelConfig(
+            encoder_widths=(params["encoder_width"],) * params["encoder_layers"] + (params["latent_size"],),
+            decoder_widths=(params["decoder_width"],) * params["decoder_layers"],
+            head=params["head"],
+            # Absent from the trials of studies that began before these choices existed.
+            bidirectional=params.get("bidirectional", False),
+            row_index=params.get("row_index", False),
+            precision=precision,
+        )
     update = {"learning_rate": params["learning_rate"], "batch_size": params["batch_size"]}
     if max_epochs is not None:
         update["max_epochs"] = max_epochs
@@ -118,17 +153,41 @@ def open_storage(
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat's
-            return optuna.storages.RDBStorage(
-                storage, heartbeat_interval=heartbeat_s, heartbeat_stale_trial_callback=on_stale
-            )
+        return _open_database(with_installed_driver(storage), heartbeat_s, on_stale)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise StorageError(
             f"tune.storage: cannot open {redact(storage)} ({reason}); check the URL and that the database "
             "server is running, or use a journal file path"
         ) from exc
+
+
+DATABASE_OPEN_TRIES = 5
+
+
+def _open_database(
+    storage: str, heartbeat_s: int | None, on_stale: StaleCallback | None
+) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage, tried again when another process is creating its tables right now.
+
+    On a new PostgreSQL database Optuna creates its tables on first open, and two machines doing
+    that at once collide in PostgreSQL's catalog ("duplicate key value violates unique constraint
+    pg_type_typname_nsp_index"); a second try finds the tables made.
+    """
+    attempt = 1
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat's
+                return optuna.storages.RDBStorage(
+                    storage, heartbeat_interval=heartbeat_s, heartbeat_stale_trial_callback=on_stale
+                )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            collided = isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc)
+            if not collided or attempt == DATABASE_OPEN_TRIES:
+                raise
+            time.sleep(attempt)
+            attempt += 1
 
 
 def redact(url: str) -> str:
@@ -180,17 +239,21 @@ class Objective:
         tracker: Tracker,
         corruption: Corruption = IDENTITY,
         precision: str = "float32",
+        base: ModelConfig | None = None,
     ) -> None:
         self.x_train, self.x_val = x_train, x_val
         self.space, self.train, self.max_epochs, self.seed = space, train, max_epochs, seed
-        self.tracker, self.corruption, self.precision = tracker, corruption, precision
+        self.tracker, self.corruption, self.precision, self.base = tracker, corruption, precision, base
 
     def __call__(self, trial: optuna.Trial) -> float:
-        params = suggest_params(trial, self.space)
-        model_cfg, train_cfg = configs_from_params(params, self.train, self.max_epochs, self.precision)
+        family = self.base.family if self.base is not None else "autoencoder"
+        params = suggest_params(trial, self.space, family)
+        model_cfg, train_cfg = configs_from_params(
+            params, self.train, self.max_epochs, self.precision, self.base
+        )
         keras.utils.set_random_seed(self.seed + trial.number)
         with self.tracker(trial, model_cfg, train_cfg) as (callbacks, results), _fresh_keras():
-            model = build_autoencoder(model_cfg)
+            model = build_model(model_cfg)
             # Tracking callbacks first: a pruned epoch must still be logged before the fit stops.
             pruning = PruningCallback(trial, train_cfg.max_epochs)
             history = fit(
@@ -226,26 +289,41 @@ def trial_epochs(study: optuna.Study) -> int:
 
 
 def best_overrides(
-    trial: FrozenTrial, train: TrainConfig, precision: str = "float32"
+    trial: FrozenTrial, train: TrainConfig, precision: str = "float32", base: ModelConfig | None = None
 ) -> dict[str, dict[str, Any]]:
-    """The params.yaml values that the best trial stands for (epochs stay the pipeline's own)."""
-    model, tuned = configs_from_params(trial.params, train, precision=precision)
+    """The params.yaml values that the best trial stands for (epochs stay the pipeline's own).
+
+    Every key of the family the study searched, so none keeps the pipeline's value; the other
+    family's keys are left alone, since they do not change the model.
+    """
+    model, tuned = configs_from_params(trial.params, train, precision=precision, base=base)
+    if model.family == "restorer":
+        keys = {"family", "restorer", "precision"}
+    else:
+        keys = set(ModelConfig.model_fields) - {"restorer"}
     return {
-        "model": model.model_dump(mode="json"),  # every model key, so none keeps the pipeline's value
+        "model": model.model_dump(mode="json", include=keys),
         "train": {"learning_rate": float(f"{tuned.learning_rate:.4g}"), "batch_size": tuned.batch_size},
     }
+
+
+def _flatten(values: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def exp_run_command(overrides: Mapping[str, Mapping[str, Any]]) -> str:
     """The `dvc exp run` line that trains the pipeline with these values."""
     sets = []
-    for section, values in overrides.items():
-        for key, value in values.items():
-            if isinstance(value, list):
-                text = "[" + ",".join(str(v) for v in value) + "]"
-            else:
-                text = str(value).lower() if isinstance(value, bool) else str(value)
-            sets.append(f"-S {shlex.quote(f'{section}.{key}={text}')}")
+    for key, value in _flatten(overrides, ""):
+        if isinstance(value, list):
+            text = "[" + ",".join(str(v) for v in value) + "]"
+        else:
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+        sets.append(f"-S {shlex.quote(f'{key}={text}')}")
     return "dvc exp run " + " ".join(sets)
 
 

@@ -74,6 +74,24 @@ def fail_orphans(study: optuna.Study, reason: str, worker: str | None = None) ->
     return orphans
 
 
+def wait_for_running_trials(study: optuna.Study, poll_s: float = 2.0) -> None:
+    """Wait for the trials that other commands (other machines) are running now, so that every
+    command sharing a study writes the same report.
+
+    Trials whose process on this host is gone are failed, as are those Optuna's heartbeat finds
+    silent (a lost machine). Trials started after the wait began are not waited for: a command
+    with a larger tune.n_trials could keep adding them for hours.
+    """
+    waiting = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if waiting:
+        log.info("waiting for trial(s) %s, running elsewhere, before writing the report", sorted(waiting))
+    while waiting:
+        time.sleep(poll_s)
+        fail_orphans(study, "no longer exists")
+        optuna.storages.fail_stale_trials(study)  # database storages with a heartbeat; a no-op otherwise
+        waiting &= {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+
+
 def run_trials(
     cfg: Config,
     study: optuna.Study,
@@ -215,9 +233,11 @@ def work(
 ) -> None:
     """One worker: load the trial data and run up to ``n_trials`` trials of the shared study.
 
-    The first trial always runs (the runner checked the budget when it started this process);
-    no further one starts after ``deadline`` (``time.monotonic()``, a clock every process on
-    the machine shares) or once the study holds tune.n_trials.
+    The first trial runs unless the study filled up while this process started: the runner
+    checked the budget when it started it, but TensorFlow's import takes seconds, in which
+    another command (another machine) may have started the last trials. No further trial
+    starts after ``deadline`` (``time.monotonic()``, a clock every process on the machine
+    shares) or once the study holds tune.n_trials, running trials included.
     """
     if log_level is not None:  # a spawned process starts with no logging set up
         logging.basicConfig(level=log_level, format="%(levelname)s %(processName)s: %(message)s")
@@ -228,7 +248,7 @@ def work(
     x_train, x_val, data_md5 = trial_data(cfg)
     tune = cfg.tune
     storage = search.open_storage(
-        tune.storage, tracking.project_root(), tune.heartbeat_s, on_stale=_stale_trial
+        tune.storage, tracking.project_root(), tune.heartbeat_s, on_stale=stale_trial
     )
     study = optuna.load_study(
         study_name=tune.study_name, storage=storage, pruner=search.make_pruner(tune.pruner, tune.max_epochs)
@@ -239,6 +259,7 @@ def work(
         "optuna.study_name": tune.study_name,
         **tracking.run_tags(data_md5),
         **tracking.task_tags(cfg.input_corruption),
+        "family": cfg.model.family,
     }
     tracker = functools.partial(_trial_run, parent_id=parent_id, experiment_id=experiment_id, tags=tags)
     objective = search.Objective(
@@ -251,7 +272,10 @@ def work(
         tracker,
         cfg.input_corruption,
         cfg.model.precision,
+        cfg.model,
     )
+    if len(study.get_trials(deepcopy=False, states=(*search.FINISHED, TrialState.RUNNING))) >= tune.n_trials:
+        return  # a trial now would be one too many, and come after the other command's report
     optimize(study, objective, n_trials, tune.n_trials, deadline)
 
 
@@ -337,7 +361,7 @@ def _trial_run(
             )
 
 
-def _stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+def stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Optuna's heartbeat failed ``trial`` (its worker stopped, maybe on another machine): end its
     MLflow run too, so neither store shows it running."""
     owner = trial.user_attrs.get("worker", "unknown")

@@ -1,0 +1,37 @@
+"""The MLflow model as `mlflow models serve` loads it: a restorer keeps the batch's size, the
+autoencoder's size stays 32x32, with an error that says what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from tiny_models import save_fixed_size_model, save_restorer
+
+from lstm_ae import tracking
+from lstm_ae.serving.inference import ImageInputError
+
+
+def served(keras_file: Path, folder: Path) -> mlflow.pyfunc.PyFuncModel:
+    tracking.save_reconstruction_model(keras_file, folder)
+    return mlflow.pyfunc.load_model(str(folder))
+
+
+def test_a_served_restorer_returns_a_batch_at_its_own_size(tmp_path: Path) -> None:
+    model = served(save_restorer(tmp_path / "model.keras"), tmp_path / "served")
+    images = np.random.default_rng(0).integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
+    out = model.predict(images)
+    assert out["reconstruction"].shape == (2, 48, 64, 3)
+    np.testing.assert_array_equal(out["reconstruction"], images / np.float32(255.0))  # untrained: its input
+    np.testing.assert_array_equal(out["mse"], [0.0, 0.0])
+
+
+def test_the_served_autoencoder_still_takes_32x32_only(tmp_path: Path) -> None:
+    model = served(save_fixed_size_model(tmp_path / "model.keras"), tmp_path / "served")
+    assert model.predict(np.zeros((1, 32, 32, 3), np.uint8))["reconstruction"].shape == (1, 32, 32, 3)
+    with pytest.raises(
+        ImageInputError, match=r"the autoencoder's size, got \(1, 48, 64, 3\).*use a restorer"
+    ):
+        model.predict(np.zeros((1, 48, 64, 3), np.uint8))
