@@ -45,9 +45,7 @@ def test_a_folder_gives_side_by_side_pngs_and_errors_worst_first(
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
     with caplog.at_level(logging.INFO):
-        assert (
-            cli.main(["reconstruct", str(folder), "--model", str(model_file), "--out", str(out), "-q"]) == 0
-        )
+        assert cli.main(["reconstruct", str(folder), "--model", str(model_file), "--out", str(out)]) == 0
     assert "grey.jpg: 64x48, resized to 32x32 (the autoencoder's input size" in caplog.text
     rows = list(csv.DictReader((out / "errors.csv").open()))
     assert [row["rank"] for row in rows] == ["1", "2", "3"]
