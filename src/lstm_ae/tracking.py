@@ -211,9 +211,11 @@ def run_tags(archive_md5: str) -> dict[str, str]:
     return tags
 
 
-def task_tags(corruption: Corruption) -> dict[str, str]:
-    """Which task a run learned and how its input was corrupted, searchable in the MLflow UI."""
-    return {"task": corruption.task, "corruption": corruption.describe()}
+def task_tags(corruption: Corruption, family: str | None = None) -> dict[str, str]:
+    """Which task a run learned, how its input was corrupted and (given) which model family
+    learned it, searchable in the MLflow UI."""
+    tags = {"task": corruption.task, "corruption": corruption.describe()}
+    return tags if family is None else {**tags, "family": family}
 
 
 def run_name() -> str | None:

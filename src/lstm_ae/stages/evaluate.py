@@ -106,13 +106,11 @@ def classical_baselines(
     The validation inputs are corrupted with the same fixed seed as training's validation set.
     """
     n = min(cfg.evaluate.classical_val_images, len(data.x_val))
-    clean_val = data.x_val[:n]
-    val_inputs = to_images(corruption.fixed(clean_val, cfg.seed, "val"))
+    clean_val = to_images(data.x_val[:n])
+    val_inputs = to_images(corruption.fixed(data.x_val[:n], cfg.seed, "val"))
     strengths, restored = {}, {}
     for method in classical.methods(corruption.task):
-        best, _ = classical.tune_strength(
-            method, val_inputs, to_images(clean_val), corruption.strength, n_jobs=-1
-        )
+        best, _ = classical.tune_strength(method, val_inputs, clean_val, corruption.strength, n_jobs=-1)
         strengths[f"{method}_strength"] = best
         restored[method] = classical.restore(method, input_images, best, corruption.strength, n_jobs=-1)
         log.info("%s: strength %g chosen on %d validation images", method, best, n)
@@ -180,7 +178,7 @@ def run(cfg: Config) -> dict[str, float]:
             mlflow.log_metrics(json.loads(EDA_METRICS.read_text()))
         for path in sorted(EDA_FIGURES.glob("*.png")):
             mlflow.log_artifact(str(path), "eda")
-        mlflow.set_tags({**tracking.task_tags(corruption), "family": cfg.model.family})
+        mlflow.set_tags(tracking.task_tags(corruption, cfg.model.family))
         name = tracking.registered_name(corruption, cfg.model.family) + subset_suffix(cfg)
         register(mlflow.active_run().info.run_id, results["test_mse"], name)
     log.info(

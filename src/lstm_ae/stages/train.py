@@ -71,8 +71,7 @@ def run(cfg: Config) -> dict[str, list[float]]:
             tracking.run_name(),
             {
                 **tracking.run_tags(data.archive_md5),
-                **tracking.task_tags(cfg.input_corruption),
-                "family": cfg.model.family,
+                **tracking.task_tags(cfg.input_corruption, cfg.model.family),
             },
         ) as active,
         tracking.ended_as_it_failed(),

@@ -258,8 +258,7 @@ def work(
     tags = {
         "optuna.study_name": tune.study_name,
         **tracking.run_tags(data_md5),
-        **tracking.task_tags(cfg.input_corruption),
-        "family": cfg.model.family,
+        **tracking.task_tags(cfg.input_corruption, cfg.model.family),
     }
     tracker = functools.partial(_trial_run, parent_id=parent_id, experiment_id=experiment_id, tags=tags)
     objective = search.Objective(
