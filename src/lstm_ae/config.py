@@ -297,6 +297,12 @@ class RestorerSpace(_Section):
     blocks: _choices_of(
         Annotated[Int, Field(ge=1, le=8)], "Row-then-column sweep pairs to try (model.restorer.blocks)."
     ) = (1, 2)
+    # Its own rate and batch, apart from the autoencoder's: the restorer learns fastest at smaller
+    # batches and higher rates (docs/results.md, "Restoration").
+    learning_rate: Annotated[LogRange, doc("Adam's learning rate, sampled on a log scale.")] = LogRange(
+        low=0.001, high=0.01
+    )
+    batch_size: _choices_of(Annotated[Int, Field(gt=0, le=65536)], "Batch sizes to try.") = (16, 32, 64)
 
 
 class SearchSpace(_Section):

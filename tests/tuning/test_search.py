@@ -305,7 +305,9 @@ def test_a_restorer_study_searches_widths_depth_and_rate_and_its_best_trial_pars
         assert set(params) == set(RESTORER_PARAMS)
         assert params["restorer_units"] in space.restorer.units
         assert params["restorer_blocks"] in space.restorer.blocks
-        assert space.learning_rate.low <= params["learning_rate"] <= space.learning_rate.high
+        rate = space.restorer.learning_rate
+        assert rate.low <= params["learning_rate"] <= rate.high
+        assert params["batch_size"] in space.restorer.batch_size  # its own, not the autoencoder's
     base = CFG.model.model_copy(update={"family": "restorer"})
     model, train = search.configs_from_params(RESTORER_PARAMS, CFG.train, max_epochs=2, base=base)
     assert (model.family, model.restorer.units, model.restorer.blocks) == ("restorer", 16, 2)

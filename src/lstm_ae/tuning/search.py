@@ -55,9 +55,9 @@ def suggest_params(trial: optuna.Trial, space: SearchSpace, family: str = "autoe
             "restorer_units": trial.suggest_categorical("restorer_units", space.restorer.units),
             "restorer_blocks": trial.suggest_categorical("restorer_blocks", space.restorer.blocks),
             "learning_rate": trial.suggest_float(
-                "learning_rate", space.learning_rate.low, space.learning_rate.high, log=True
+                "learning_rate", space.restorer.learning_rate.low, space.restorer.learning_rate.high, log=True
             ),
-            "batch_size": trial.suggest_categorical("batch_size", space.batch_size),
+            "batch_size": trial.suggest_categorical("batch_size", space.restorer.batch_size),
         }
     return {
         "latent_size": trial.suggest_categorical("latent_size", space.latent_size),
