@@ -289,6 +289,11 @@ class LogRange(_Section):
         return self
 
 
+# Each family's search space has its own rate range and batch sizes, of these two kinds.
+RateRange = Annotated[LogRange, doc("Adam's learning rate, sampled on a log scale.")]
+BatchSizes = _choices_of(Annotated[Int, Field(gt=0, le=65536)], "Batch sizes to try.")
+
+
 class RestorerSpace(_Section):
     """The restorer's search space (model.family restorer): lists are choices."""
 
@@ -299,10 +304,8 @@ class RestorerSpace(_Section):
     ) = (1, 2)
     # Its own rate and batch, apart from the autoencoder's: the restorer learns fastest at smaller
     # batches and higher rates (docs/results.md, "Restoration").
-    learning_rate: Annotated[LogRange, doc("Adam's learning rate, sampled on a log scale.")] = LogRange(
-        low=0.001, high=0.01
-    )
-    batch_size: _choices_of(Annotated[Int, Field(gt=0, le=65536)], "Batch sizes to try.") = (16, 32, 64)
+    learning_rate: RateRange = LogRange(low=0.001, high=0.01)
+    batch_size: BatchSizes = (16, 32, 64)
 
 
 class SearchSpace(_Section):
@@ -319,8 +322,8 @@ class SearchSpace(_Section):
     encoder_width: _choices_of(Width, "Width of those encoder LSTMs.")
     decoder_layers: _choices_of(Annotated[Int, Field(ge=1, le=4)], "Decoder LSTMs (1 to 4).")
     decoder_width: _choices_of(Width, "Width of the decoder LSTMs.")
-    learning_rate: Annotated[LogRange, doc("Adam's learning rate, sampled on a log scale.")]
-    batch_size: _choices_of(Annotated[Int, Field(gt=0, le=65536)], "Batch sizes to try.")
+    learning_rate: RateRange
+    batch_size: BatchSizes
     head: _choices_of(Literal["lstm", "dense"], "Output heads to try (see model.head).")
     bidirectional: _choices_of(Annotated[bool, Strict()], "Try one-way and/or bidirectional LSTMs.") = (
         False,
