@@ -25,10 +25,10 @@ $(VENV)/.installed-$(LOCK): $(LOCK) pyproject.toml
 
 install: $(VENV)/.installed-$(LOCK)   ## create .venv with the exact pinned versions (GPU=1: TensorFlow's GPU build)
 
-repro: install                ## run the whole pipeline on params.yaml
+repro: install                ## run the whole pipeline on params.yaml (composed from conf/ by `dvc exp run`)
 	dvc repro
 
-smoke: install                ## the whole pipeline on 2,000 + 500 real images in minutes (presets/smoke.yaml)
+smoke: install                ## the whole pipeline on 2,000 + 500 real images in minutes (conf/preset/smoke.yaml)
 	dvc exp run -S preset=smoke
 
 # Two pytest-xdist workers: most slow tests wait on one thing at a time (a Python start,
@@ -68,7 +68,7 @@ tracking-server: install      ## MLflow tracking server on PostgreSQL (TRACKING_
 	lstm-ae tracking-server --backend-store-uri '$(TRACKING_DB)' --create-database
 
 # The columns worth comparing: test metrics, then task, corruption, model and train settings.
-EXPS_HIDDEN := Created|pca_test_(psnr|ssim)|.*_strength|(tv|wavelet|nl_means|wiener|richardson_lucy)_test_(mse|ssim)|mean_image|brightness|corr_|fetch|preprocess|eda|evaluate|tune|data/|models/|reports/|src/|presets/
+EXPS_HIDDEN := Created|pca_test_(psnr|ssim)|.*_strength|(tv|wavelet|nl_means|wiener|richardson_lucy)_test_(mse|ssim)|mean_image|brightness|corr_|fetch|preprocess|eda|evaluate|tune|data/|models/|reports/|src/
 exps: install                 ## experiments side by side, without file hashes and rarely changed settings
 	dvc exp show --drop '$(EXPS_HIDDEN)'
 

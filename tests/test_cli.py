@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lstm_ae.cli import STAGES, main
+from lstm_ae.cli import STAGES, main, setting_values
 
 PARAMS = Path(__file__).parents[1] / "params.yaml"
 
@@ -61,6 +61,49 @@ def test_unknown_params_key_exits_2_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     line = last_line_error(result.stderr)
     assert "train.lr" in line and "unknown key" in line
+
+
+@pytest.mark.parametrize(
+    ("pairs", "extra", "expected"),
+    [
+        (["train.max_epochs=3"], [], {"train.max_epochs": 3}),
+        (
+            [],
+            ["--train.max_epochs", "3", "--model.encoder_widths=[64, 32]"],
+            {
+                "train.max_epochs": 3,
+                "model.encoder_widths": [64, 32],
+            },
+        ),  # the form `mlflow run -P key=value` passes
+        (
+            ["train.global_clipnorm=null", "task=denoise"],
+            [],
+            {"train.global_clipnorm": None, "task": "denoise"},
+        ),
+    ],
+)
+def test_settings_on_the_command_line_are_read_as_yaml(pairs, extra, expected) -> None:
+    assert setting_values(pairs, extra) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["-S", "train.max_epochs"], "expected KEY=VALUE"),
+        (["--train.max_epochs"], "expected a value after it"),
+        (["stray"], "unexpected argument 'stray'"),
+        (["-S", "train.max_epoch=3"], "command line: train.max_epoch: not a key of params.yaml"),
+        (["-S", "train.max_epochs=-1"], "train.max_epochs: Input should be greater than 0"),
+    ],
+)
+def test_bad_settings_on_the_command_line_fail_in_one_line(
+    tmp_path: Path, args, expected, capsys, monkeypatch
+) -> None:
+    (tmp_path / "params.yaml").write_bytes(PARAMS.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "-q", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: ") and expected in err, err
 
 
 def test_preprocess_without_archive_names_it_and_the_fetch_stage(tmp_path: Path) -> None:

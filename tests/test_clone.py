@@ -46,11 +46,13 @@ def test_machine_paths_are_recognised(text: str, flagged: bool) -> None:
     assert bool(MACHINE_PATH.search(text)) == flagged
 
 
-@pytest.mark.parametrize("name", ["params.yaml", "dvc.yaml", "dvc.lock", "tuning/dvc.yaml", "presets"])
+@pytest.mark.parametrize(
+    "name", ["params.yaml", "conf/config.yaml", "dvc.yaml", "dvc.lock", "tuning/dvc.yaml", "conf/preset"]
+)
 def test_no_path_of_one_machine_is_committed(name: str) -> None:
     """A mirror goes in as a project path (data/external/, git-ignored), so a teammate's clone does
     not see the author's folders, nor `dvc status` a change for them (docs/offline-data.md)."""
-    files = sorted((REPO / name).glob("*.yaml")) if name == "presets" else [REPO / name]
+    files = sorted((REPO / name).glob("*.yaml")) if name == "conf/preset" else [REPO / name]
     for path in files:
         found = [
             s for s in strings(yaml.safe_load(path.read_text(encoding="utf-8"))) if MACHINE_PATH.search(s)
@@ -76,3 +78,26 @@ def test_every_output_git_carries_is_in_the_repository(path: str) -> None:
     assert (REPO / path).exists(), f"{path}: a `cache: false` output missing from the checkout"
     ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO, check=False).returncode == 0
     assert not ignored, f"{path}: a `cache: false` output that git ignores, so no clone gets it"
+
+
+def declared(stage: dict, kind: str) -> set[str]:
+    """The paths a dvc.yaml stage lists under ``kind`` (deps, outs or metrics), options aside."""
+    return {next(iter(entry)) if isinstance(entry, dict) else entry for entry in stage.get(kind, [])}
+
+
+def test_the_committed_lock_was_written_by_a_run_of_this_pipeline() -> None:
+    """Every stage's deps and outs of dvc.yaml are in dvc.lock, each out with its hash: a lock patched
+    by hand, or left from an older dvc.yaml, makes `dvc exp run` warn `No file hash info found`
+    and a clone's `dvc status` report stages as changed that nobody touched."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    locked = yaml.safe_load((REPO / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    assert locked.keys() == stages.keys()
+    for name, stage in stages.items():
+        lock = locked[name]
+        assert lock["cmd"] == stage["cmd"], name
+        assert {d["path"] for d in lock.get("deps", [])} == declared(stage, "deps"), name
+        outs = {o["path"]: o for o in lock.get("outs", [])}
+        assert outs.keys() == declared(stage, "outs") | declared(stage, "metrics"), name
+        for path, out in outs.items():
+            assert out.get("md5") and out.get("size"), f"{name}: {path} has no hash in dvc.lock"
+        assert set(lock["params"]["params.yaml"]) == set(stage["params"]), name

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from lstm_ae.cli import STAGES
-from lstm_ae.config import ConfigError, load_config, parse_config
+from lstm_ae.config import Config, ConfigError, load_config, parse_config
 
 ROOT = Path(__file__).parents[1]
 PARAMS = ROOT / "params.yaml"
@@ -439,18 +439,38 @@ def test_a_file_that_is_not_utf8_names_the_byte_and_line(tmp_path: Path) -> None
         load_config(path)
 
 
-def test_params_from_before_bidirectional_row_index_and_schedule_keep_their_meaning() -> None:
-    # Keys added later default to the behaviour that params files written before them had.
-    raw = mutated("model.bidirectional", DELETE)
-    del raw["model"]["row_index"]
-    raw["model"].pop("precision", None)
-    del raw["train"]["schedule"]
-    raw["train"].pop("global_clipnorm", None)
-    del raw["tune"]["search"]["bidirectional"]
-    del raw["tune"]["search"]["row_index"]
-    cfg = parse_config(raw)
-    assert (
-        cfg.model.bidirectional is False and cfg.model.row_index is False and cfg.train.schedule == "constant"
-    )
-    assert cfg.model.precision == "float32" and cfg.train.global_clipnorm is None
-    assert cfg.tune.search.bidirectional == (False,) and cfg.tune.search.row_index == (False,)
+def _defaults(section: type[BaseModel], prefix: str = "") -> dict[str, Any]:
+    """Every key of a config section that has a default in config.py, dotted, with that default."""
+    found = {}
+    for name, field in section.model_fields.items():
+        key = f"{prefix}{name}"
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            found |= _defaults(field.annotation, f"{key}.")
+        if not field.is_required():
+            value = field.get_default()
+            found[key] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    return found
+
+
+def test_every_default_in_config_py_is_the_value_of_conf_config_yaml() -> None:
+    # One source for each value: code that builds a section without a key gets the settings' value.
+    settings = yaml.safe_load((ROOT / "conf" / "config.yaml").read_text(encoding="utf-8"))
+    defaults = _defaults(Config)
+    assert {"model.bidirectional", "train.schedule", "tune.search.row_index"} <= defaults.keys()
+    for key, default in defaults.items():
+        value = settings
+        for part in key.split("."):
+            value = value[part]
+        expected = [*value] if isinstance(value, list) else value
+        got = [*default] if isinstance(default, tuple) else default
+        assert got == expected, f"{key}: config.py says {default!r}, conf/config.yaml {value!r}"
+
+
+def test_params_yaml_is_conf_config_yaml_composed_as_dvc_exp_run_does(tmp_path: Path) -> None:
+    # What `dvc exp run` without -S writes must be what is committed, or the first experiment of a
+    # clone would change settings nobody touched.
+    from dvc.utils.hydra import compose_and_dump
+
+    out = tmp_path / "params.yaml"
+    compose_and_dump(out, str(ROOT / "conf"), None, "config", str(ROOT), [])
+    assert out.read_text(encoding="utf-8") == PARAMS.read_text(encoding="utf-8")

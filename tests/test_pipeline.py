@@ -5,7 +5,9 @@ These run the actual stages as subprocesses (as a user would), so they are marke
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -19,13 +21,23 @@ import numpy as np
 import pytest
 import yaml
 from archives import make_archive, official_contents
+from dvc.utils.hydra import compose_and_dump
 from servers import model_server, post_json
+
+from lstm_ae.config import Config, load_config
+from lstm_ae.tracking import flatten_params
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR_TOOL = REPO.parent / "shared" / "cifar10" / "build_tarball.py"
 TINY_MODEL = {"model.encoder_widths": [16, 8], "model.decoder_widths": [8], "train.max_epochs": 2}
+PRESETS = sorted(p.stem for p in (REPO / "conf" / "preset").glob("*.yaml"))
+
+
+def tracking_params(cfg: Config) -> dict[str, object]:
+    """The settings as MLflow records them (dotted keys, lists for tuples), as plain values."""
+    return flatten_params(cfg.model_dump(mode="json"))
 
 
 def tool_env() -> dict[str, str]:
@@ -66,16 +78,18 @@ def commit(project: Path, message: str) -> None:
 
 
 def set_params(project: Path, values: dict[str, object]) -> None:
-    """Edit params.yaml as `dvc exp run -S key=value` would."""
-    path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text())
+    """Edit conf/config.yaml as a user changes a setting for good, and compose params.yaml from it as
+    `dvc exp run` does, so both plain `dvc repro` and later experiments use the values."""
+    path = project / "conf" / "config.yaml"
+    settings = yaml.safe_load(path.read_text())
     for dotted, value in values.items():
         *parents, leaf = dotted.split(".")
-        section = params
+        section = settings
         for key in parents:
             section = section[key]
         section[leaf] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    compose_and_dump(project / "params.yaml", str(project / "conf"), None, "config", str(project), [])
 
 
 def md5(path: Path) -> str:
@@ -281,7 +295,7 @@ def test_queued_experiment_lands_in_the_project_store(pipeline: Path) -> None:
 
 def test_exp_run_with_a_restoration_task_retrains_and_reports_the_floor(pipeline: Path) -> None:
     """`dvc exp run -S task=deblur`: train and evaluate rerun (fetch to eda do not), and the metrics
-    gain the corrupted input's scores. Last of the tests on `pipeline`: it changes the workspace."""
+    gain the corrupted input's scores. It and the tests after it on `pipeline` change the workspace."""
     result = sh(pipeline, "dvc", "exp", "run", "-S", "task=deblur")
     assert "Running stage 'train'" in result.stdout and "Running stage 'preprocess'" not in result.stdout
     metrics = json.loads((pipeline / "reports/metrics.json").read_text())
@@ -341,6 +355,48 @@ def test_exp_run_with_a_restoration_task_retrains_and_reports_the_floor(pipeline
         "train.schedule",
         "train.global_clipnorm",
     ]
+
+
+def shown_params(project: Path, experiment: str) -> dict[str, object]:
+    """The params.yaml columns of one experiment's row in `dvc exp show --csv`, read as YAML values."""
+    table = list(csv.DictReader(io.StringIO(sh(project, "dvc", "exp", "show", "--csv").stdout)))
+    (row,) = [r for r in table if r["Experiment"] == experiment]
+    return {key: yaml.safe_load(value) for key, value in row.items() if key in PARAM_KEYS and value != ""}
+
+
+# The keys the pipeline's stages list in dvc.yaml: what `dvc exp show` has columns for.
+PARAM_KEYS = {
+    key
+    for stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].values()
+    for key in stage["params"]
+}
+
+
+# Each preset as `dvc exp run -S preset=NAME` runs it, and one with the user's -S on top.
+PRESET_RUNS = [[f"preset={name}"] for name in PRESETS] + [["preset=smoke", "train.max_epochs=3"]]
+
+
+@pytest.mark.parametrize("overrides", PRESET_RUNS, ids=["+".join(o) for o in PRESET_RUNS])
+def test_dvc_exp_show_lists_what_each_preset_experiment_ran(pipeline: Path, overrides: list[str]) -> None:
+    """What `dvc exp show` lists == the run's MLflow params == the settings the stage loaded, for each
+    preset, and a -S given on top of a preset wins over it. Up to train: evaluate reads no model setting.
+    The model is shrunk for time in the fixture's conf/config.yaml only where a preset names no value,
+    so every value a preset sets is the preset's own."""
+    name = "exp-" + "-".join(o.replace("=", "").replace(".", "").replace("_", "") for o in overrides)
+    args = [arg for override in overrides for arg in ("-S", override)]
+    sh(pipeline, "dvc", "exp", "run", "train", "--name", name, *args)
+    loaded = tracking_params(load_config(pipeline / "params.yaml"))
+    (run,) = [r for r in project_runs(pipeline) if r.data.tags.get("dvc_exp_name") == name]
+    shown = shown_params(pipeline, name)
+    assert shown.keys() == PARAM_KEYS
+    for key, value in shown.items():
+        assert value == loaded[key], f"{key}: dvc exp show says {value!r}, the stage loaded {loaded[key]!r}"
+        assert yaml.safe_load(run.data.params[key]) == loaded[key], (
+            f"{key}: MLflow has {run.data.params[key]!r}"
+        )
+    for override in overrides[1:]:  # the user's -S on top of the preset
+        key, value = override.split("=")
+        assert loaded[key] == yaml.safe_load(value)
 
 
 def test_pipeline_on_a_real_cifar10_subset_from_the_mirror(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -1,4 +1,5 @@
-"""presets/*.yaml: each recipe loads, says what it promises, and a bad preset fails in one line."""
+"""conf/preset/*.yaml: each recipe loads, says what it promises, composes as DVC composes it, and a
+bad preset fails in one line."""
 
 from __future__ import annotations
 
@@ -7,27 +8,37 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dvc.utils.hydra import compose_and_dump
 
 from lstm_ae.cli import build_parser
-from lstm_ae.config import ConfigError, load_config
+from lstm_ae.config import Config, ConfigError, load_config, parse_config
 from lstm_ae.stages.evaluate import subset_suffix
 from lstm_ae.tracking import registered_name
 
 ROOT = Path(__file__).parents[1]
 PARAMS = ROOT / "params.yaml"
+PRESETS = ROOT / "conf" / "preset"
+NAMES = sorted(p.stem for p in PRESETS.glob("*.yaml"))
 
 
 def project(tmp_path: Path, preset_text: str | None = None, name: str = "mine") -> Path:
-    """params.yaml and presets/ copied into tmp_path, with presets/<name>.yaml written if given."""
+    """params.yaml and conf/ copied into tmp_path, with conf/preset/<name>.yaml written if given."""
     shutil.copy(PARAMS, tmp_path / "params.yaml")
-    shutil.copytree(ROOT / "presets", tmp_path / "presets")
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
     if preset_text is not None:
-        (tmp_path / "presets" / f"{name}.yaml").write_text(preset_text, encoding="utf-8")
+        (tmp_path / "conf" / "preset" / f"{name}.yaml").write_text(preset_text, encoding="utf-8")
     return tmp_path / "params.yaml"
 
 
-def test_the_four_named_presets_exist_and_default_is_params_yaml_itself() -> None:
-    assert {"report", "default", "long", "smoke"} <= {p.stem for p in (ROOT / "presets").glob("*.yaml")}
+def composed(tmp_path: Path, overrides: list[str]) -> Config:
+    """What `dvc exp run -S ...` writes to params.yaml (DVC's own Hydra call), loaded."""
+    out = tmp_path / "composed.yaml"
+    compose_and_dump(out, str(ROOT / "conf"), None, "config", str(ROOT), overrides)
+    return parse_config(yaml.safe_load(out.read_text(encoding="utf-8")))
+
+
+def test_the_named_presets_exist_and_default_is_params_yaml_itself() -> None:
+    assert {"report", "default", "long", "smoke", "denoise", "deblur"} <= set(NAMES)
     plain = load_config(PARAMS)
     assert plain.preset == "default"
     assert load_config(PARAMS, preset="default") == plain
@@ -78,12 +89,32 @@ def test_each_restoration_preset_trains_the_restorer_and_registers_it_apart(task
     )
 
 
-def test_the_preset_key_in_params_yaml_selects_the_file_as_dvc_exp_run_S_does(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", NAMES)
+def test_a_preset_on_the_command_line_is_what_dvc_composes_for_it(tmp_path: Path, name: str) -> None:
+    # `lstm-ae train --preset NAME` and `dvc exp run -S preset=NAME` must run the same settings.
+    assert load_config(PARAMS, preset=name) == composed(tmp_path, [f"preset={name}"])
+
+
+def test_a_value_set_on_top_of_a_preset_wins_in_both(tmp_path: Path) -> None:
+    by_dvc = composed(tmp_path, ["preset=smoke", "train.max_epochs=6", "model.encoder_widths=[32]"])
+    by_cli = load_config(PARAMS, "smoke", {"train.max_epochs": 6, "model.encoder_widths": [32]})
+    assert by_dvc == by_cli
+    assert (by_cli.train.max_epochs, by_cli.model.encoder_widths, by_cli.preset) == (6, (32,), "smoke")
+    assert by_cli.preprocess.max_train_images == 2000  # the rest of the preset still holds
+
+
+def test_the_preset_key_in_params_yaml_only_records_the_recipe(tmp_path: Path) -> None:
+    # params.yaml holds the composed values already; laying its preset over them again would undo
+    # a `-S` given on top of the preset (the preset's 2 epochs replacing the user's 6).
     params = project(tmp_path)
-    params.write_text(params.read_text().replace("preset: default", "preset: report"), encoding="utf-8")
-    assert load_config(params).model.encoder_widths == (512, 256)
-    # The command line's --preset wins over the file's key.
-    assert load_config(params, preset="default").model.encoder_widths == (256,)
+    text = (
+        params.read_text()
+        .replace("preset: default", "preset: smoke")
+        .replace("max_epochs: 8", "max_epochs: 6")
+    )
+    params.write_text(text, encoding="utf-8")
+    cfg = load_config(params)
+    assert (cfg.preset, cfg.train.max_epochs, cfg.model.encoder_widths) == ("smoke", 6, (256,))
 
 
 def test_a_preset_replaces_only_the_keys_it_names(tmp_path: Path) -> None:
@@ -100,17 +131,14 @@ def test_a_preset_replaces_only_the_keys_it_names(tmp_path: Path) -> None:
         (
             "nope",
             None,
-            (
-                "params.yaml: preset: no preset 'nope'; the presets are: "
-                "deblur, default, denoise, long, report, smoke"
-            ),
+            "preset: no preset 'nope'; the presets are: deblur, default, denoise, long, report, smoke",
         ),
         ("mine", "train:\n  max_epoch: 3\n", "mine.yaml: train.max_epoch: not a key of params.yaml"),
         ("mine", "train:\n  max_epochs: -3\n", "train.max_epochs: Input should be greater than 0"),
         ("mine", "- train\n", "mine.yaml: expected a mapping of params.yaml sections, got list"),
-        ("mine", "preset: report\n", "mine.yaml: preset: a preset cannot name another preset"),
+        ("mine", "preset: report\n", "mine.yaml: preset: must be the file's own name, 'mine' (got 'report')"),
         ("mine", "train: [\n", "mine.yaml: YAML error at line"),
-        ("../params", None, "preset: expected the name of a file in presets/"),
+        ("../params", None, "preset: expected the name of a file in "),
     ],
 )
 def test_a_bad_preset_fails_in_one_line_naming_the_file_and_key(
@@ -124,7 +152,7 @@ def test_a_bad_preset_fails_in_one_line_naming_the_file_and_key(
 
 def test_a_value_error_under_a_preset_names_both_files(tmp_path: Path) -> None:
     params = project(tmp_path, "train:\n  learning_rate: 2\n")
-    with pytest.raises(ConfigError, match=r"params.yaml with .*presets/mine.yaml: train.learning_rate: "):
+    with pytest.raises(ConfigError, match=r"params.yaml with .*conf/preset/mine.yaml: train.learning_rate: "):
         load_config(params, preset="mine")
 
 
@@ -134,7 +162,9 @@ def test_every_stage_command_takes_a_preset() -> None:
         assert parser.parse_args([stage, "--preset", "smoke"]).preset == "smoke"
 
 
-def test_presets_name_only_keys_that_params_yaml_has() -> None:
-    for path in (ROOT / "presets").glob("*.yaml"):
-        assert isinstance(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, dict), path
+def test_presets_name_only_keys_that_params_yaml_has_and_their_own_name() -> None:
+    for path in PRESETS.glob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        assert text.startswith("# @package _global_\n"), f"{path}: Hydra must lay it at the top level"
+        assert yaml.safe_load(text)["preset"] == path.stem, path
         load_config(PARAMS, preset=path.stem)  # raises, naming the key, if one is unknown

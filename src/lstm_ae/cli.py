@@ -57,7 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument(
             "--preset",
             metavar="NAME",
-            help="lay presets/NAME.yaml over the settings file (default: its `preset` key)",
+            help="lay conf/preset/NAME.yaml over the settings file (default: none, the file as it is)",
+        )
+        stage.add_argument(
+            "-S",
+            "--set",
+            dest="values",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="set one key, e.g. train.max_epochs=3, after the preset (repeatable; as `dvc exp run -S`; "
+            "`--train.max_epochs 3`, the form `mlflow run -P` passes, works too)",
         )
         stage.add_argument(
             "-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only"
@@ -141,15 +151,50 @@ def _progress_wanted(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
 
 
+def setting_values(pairs: list[str], extra: list[str]) -> dict[str, object]:
+    """``-S key=value`` pairs and the ``--key value`` / ``--key=value`` options that `mlflow run -P`
+    passes through, as {dotted key: value}; each value is read as YAML (3, 0.5, null, [64, 64])."""
+    import yaml
+
+    from lstm_ae.config import ConfigError
+
+    items = list(pairs)
+    rest = iter(extra)
+    for word in rest:
+        if not word.startswith("--") or len(word) < 3:
+            raise ConfigError(f"unexpected argument {word!r}; set a key with -S KEY=VALUE")
+        key, eq, value = word[2:].partition("=")
+        if not eq:
+            value = next(rest, None)
+            if value is None:
+                raise ConfigError(f"{word}: expected a value after it (--{key} VALUE)")
+        items.append(f"{key}={value}")
+    values: dict[str, object] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"-S {item!r}: expected KEY=VALUE, e.g. -S train.max_epochs=3")
+        try:
+            values[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            values[key.strip()] = value  # not YAML: the plain text, judged by the key's own check
+    return values
+
+
 def run_stage(
-    name: str, params: Path, quiet: bool = False, overrides: dict | None = None, preset: str | None = None
+    name: str,
+    params: Path,
+    quiet: bool = False,
+    overrides: dict | None = None,
+    preset: str | None = None,
+    values: dict | None = None,
 ) -> object:
-    """Validate params.yaml, its preset and any overrides of the stage's section first, then import
-    and run one stage (imports are heavy: TensorFlow)."""
+    """Validate params.yaml, its preset, any single values and overrides of the stage's section
+    first, then import and run one stage (imports are heavy: TensorFlow)."""
     from lstm_ae.config import load_config, override
     from lstm_ae.startup import import_quietly
 
-    cfg = load_config(params, preset)
+    cfg = load_config(params, preset, values)
     if overrides:
         cfg = override(cfg, name, overrides)
     module = import_quietly(f"lstm_ae.stages.{name}")
@@ -161,7 +206,10 @@ def run_stage(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.stage not in STAGES:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _configure_logging(args.quiet)
     from lstm_ae.config import ConfigError
     from lstm_ae.errors import UserError
@@ -188,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             tool.run(args.inputs, args.model, args.out, progress=_progress_wanted(args.quiet))
         else:
             overrides = {k: getattr(args, k) for k in TUNE_OPTIONS if getattr(args, k, None) is not None}
-            run_stage(args.stage, args.params, args.quiet, overrides, args.preset)
+            values = setting_values(args.values, extra)
+            run_stage(args.stage, args.params, args.quiet, overrides, args.preset, values)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

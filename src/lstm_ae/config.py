@@ -174,8 +174,8 @@ class ModelConfig(_Section):
             "TimeDistributed Dense(96, sigmoid)."
         ),
     ]
-    # Keys added after the first release default to the old behaviour, so older params files
-    # and the report's model keep their meaning.
+    # Every default here is conf/config.yaml's value (tests/test_config.py checks it), so code that
+    # builds a section without naming a key gets what the settings file says.
     bidirectional: Annotated[
         bool,
         Strict(),
@@ -183,7 +183,7 @@ class ModelConfig(_Section):
             "Each LSTM is two of half its width, one reading the rows top-down and one bottom-up "
             "(widths, and so the latent size, keep their meaning; they must be even)."
         ),
-    ] = False
+    ] = True
     row_index: Annotated[
         bool,
         Strict(),
@@ -191,7 +191,7 @@ class ModelConfig(_Section):
             "The decoder reads each row's one-hot index beside the code (the same for every image, so "
             "nothing passes around the code) instead of counting rows itself."
         ),
-    ] = False
+    ] = True
     precision: Annotated[
         Literal["float32", "mixed_bfloat16"],
         doc(
@@ -231,7 +231,7 @@ class TrainConfig(_Section):
             "to zero at max_epochs; `cooldown`: the full rate for four fifths of max_epochs, then "
             "linearly to zero."
         ),
-    ] = "constant"
+    ] = "cooldown"
     global_clipnorm: Annotated[
         Float | None,
         doc(
@@ -327,10 +327,11 @@ class SearchSpace(_Section):
     head: _choices_of(Literal["lstm", "dense"], "Output heads to try (see model.head).")
     bidirectional: _choices_of(Annotated[bool, Strict()], "Try one-way and/or bidirectional LSTMs.") = (
         False,
+        True,
     )
     row_index: _choices_of(
         Annotated[bool, Strict()], "Try the decoder without and/or with the row index."
-    ) = (False,)
+    ) = (False, True)
     restorer: Annotated[
         RestorerSpace,
         doc("What a trial may choose when model.family is restorer (the keys above are the autoencoder's)."),
@@ -402,8 +403,9 @@ class Config(_Section):
     preset: Annotated[
         str,
         doc(
-            "The recipe file presets/NAME.yaml whose keys replace these (`default`: this file as it is; "
-            "`dvc exp run -S preset=report`, `lstm-ae train --preset report`).",
+            "The recipe conf/preset/NAME.yaml whose keys were laid over conf/config.yaml's (`default`: "
+            "none); set by the preset file itself (`dvc exp run -S preset=report`, `lstm-ae train --preset "
+            "report`).",
             pattern=PRESET_NAME,
         ),
     ] = "default"
@@ -443,6 +445,15 @@ class Config(_Section):
         """The corruption this task applies to the model's input (none for reconstruct)."""
         return Corruption.for_task(self.task, self.corruption.blur_sigma, self.corruption.noise_sigma)
 
+    def model_identity(self) -> dict[str, Any]:
+        """What a trained model is bound to: the task, its input's corruption and the model section.
+        train records it beside the model; evaluate refuses a model trained under other values."""
+        return {
+            "task": self.task,
+            "corruption": self.input_corruption.describe(),
+            "model": self.model.model_dump(mode="json"),
+        }
+
 
 def _describe(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"])
@@ -451,6 +462,8 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{key}: unknown key (check the spelling against docs/settings.md)"
     if error["type"] == "missing":
         return f"{key}: missing; add it"
+    if not key:  # a check across sections (model_validator on Config): its message names the keys
+        return message
     if isinstance(error["input"], dict):  # a check across keys of a section: its message names them
         return f"{key}: {message}"
     return f"{key}: {message} (got {error['input']!r})"
@@ -517,8 +530,8 @@ def _read_yaml(path: Path, what: str) -> Any:
 
 
 def presets_dir(params: Path) -> Path:
-    """Recipe files live in presets/ beside params.yaml."""
-    return Path(params).parent / "presets"
+    """Recipe files live in conf/preset/ beside params.yaml, where DVC's Hydra composition looks."""
+    return Path(params).parent / "conf" / "preset"
 
 
 def _overlay(base: dict[str, Any], top: dict[str, Any], source: Path, prefix: str = "") -> dict[str, Any]:
@@ -536,41 +549,68 @@ def _overlay(base: dict[str, Any], top: dict[str, Any], source: Path, prefix: st
     return merged
 
 
-def apply_preset(raw: Any, params: Path, preset: str | None = None) -> tuple[Any, str]:
-    """params.yaml's mapping with presets/<name>.yaml laid over it, and a label for errors.
-
-    ``preset`` (the command line's --preset) wins over params.yaml's own ``preset`` key. The
-    default preset is params.yaml as it is, so presets/default.yaml may be absent or empty.
-    """
-    if not isinstance(raw, dict):
-        return raw, str(params)
-    name = preset or raw.get("preset") or "default"
+def read_preset(params: Path, name: str) -> dict[str, Any]:
+    """conf/preset/<name>.yaml as a mapping of params.yaml keys, or a one-line error naming the file."""
     if not isinstance(name, str) or not re.fullmatch(PRESET_NAME, name):
-        raise ConfigError(f"{params}: preset: expected the name of a file in presets/ (got {name!r})")
-    raw = {**raw, "preset": name}
+        raise ConfigError(f"preset: expected the name of a file in {presets_dir(params)} (got {name!r})")
     path = presets_dir(params) / f"{name}.yaml"
-    if name == "default" and not path.exists():
-        return raw, str(params)
     if not path.is_file():
         known = sorted(p.stem for p in presets_dir(params).glob("*.yaml"))
         raise ConfigError(
-            f"{params}: preset: no preset {name!r}; the presets are: {', '.join(known) or 'none'} "
+            f"preset: no preset {name!r}; the presets are: {', '.join(known) or 'none'} "
             f"(files in {presets_dir(params)})"
         )
-    top = _read_yaml(path, "")
-    if top is None:
-        return raw, str(params)
+    top = _read_yaml(path, "") or {}
     if not isinstance(top, dict):
         raise ConfigError(f"{path}: expected a mapping of params.yaml sections, got {type(top).__name__}")
-    if "preset" in top:
-        raise ConfigError(f"{path}: preset: a preset cannot name another preset")
+    if top.get("preset", name) != name:
+        raise ConfigError(
+            f"{path}: preset: must be the file's own name, {name!r} (got {top['preset']!r}); "
+            "it records which recipe ran"
+        )
+    return {**top, "preset": name}
+
+
+def apply_preset(raw: Any, params: Path, preset: str | None = None) -> tuple[Any, str]:
+    """params.yaml's mapping with conf/preset/<preset>.yaml laid over it, and a label for errors.
+
+    Only a preset asked for here (the command line's --preset) is laid over: params.yaml's own
+    ``preset`` key records which recipe DVC composed it from, whose values are already in the
+    file, and laying that recipe over again would undo a ``-S key=value`` given on top of it.
+    Laying a preset over params.yaml gives what Hydra composes from conf/config.yaml, as long as
+    params.yaml is conf/config.yaml's composition (a test keeps it so).
+    """
+    if preset is None or not isinstance(raw, dict):
+        return raw, str(params)
+    top = read_preset(params, preset)
+    path = presets_dir(params) / f"{preset}.yaml"
     return _overlay(raw, top, path), f"{params} with {path}"
 
 
-def load_config(path: Path = Path("params.yaml"), preset: str | None = None) -> Config:
-    """Read and validate params.yaml (with its preset laid over it), failing before any work with
-    a one-line message."""
+def set_values(raw: Any, values: dict[str, Any], source: str = "command line") -> Any:
+    """``raw`` with dotted keys (``train.max_epochs``) set to the given values; as with a preset, a
+    key that params.yaml lacks is an error, so a typo cannot silently do nothing."""
+    if not isinstance(raw, dict):
+        return raw
+    for dotted, value in values.items():
+        *sections, key = dotted.split(".")
+        top: Any = {key: value}
+        for name in reversed(sections):
+            top = {name: top}
+        raw = _overlay(raw, top, Path(source))
+    return raw
+
+
+def load_config(
+    path: Path = Path("params.yaml"), preset: str | None = None, values: dict[str, Any] | None = None
+) -> Config:
+    """Read and validate params.yaml, with a preset and then single values laid over it (the order
+    of `dvc exp run -S preset=NAME -S key=value`: the later wins), failing before any work with a
+    one-line message."""
     path = Path(path)
     raw = _read_yaml(path, "run from the project root or pass --params")
     raw, source = apply_preset(raw, path, preset)
+    if values:
+        raw = set_values(raw, values)
+        source = f"{source} with the command line's settings"
     return parse_config(raw, source)

@@ -24,10 +24,11 @@ from lstm_ae.config import Config, presets_dir
 HEADER = """\
 # Settings reference
 
-Every key of `params.yaml`, what it means and what it accepts. A bad value stops a stage before any
+Every key of the settings, what it means and what it accepts. You edit them in `conf/config.yaml`;
+`dvc exp run` composes `params.yaml` from it, a [preset](experiments.md#presets-recipes-as-files)
+and your `-S key=value`, and every stage reads `params.yaml`. A bad value stops a stage before any
 work with one line that names the key. Change a key for one experiment with
-`dvc exp run -S train.max_epochs=20`, or lay a recipe over the file with a
-[preset](experiments.md#presets-recipes-as-files).
+`dvc exp run -S train.max_epochs=20`; run a recipe with `dvc exp run -S preset=report`.
 
 <!-- Generated from src/lstm_ae/config.py by `make docs`; edit the field descriptions there. -->
 """
@@ -104,16 +105,17 @@ def _rows(model: type[BaseModel], values: dict[str, Any], prefix: str) -> list[s
 
 
 def presets_table(params: Path) -> list[str]:
-    """What each file in presets/ lays over params.yaml."""
+    """What each file in conf/preset/ lays over conf/config.yaml (its own name as `preset` aside)."""
     lines = ["## Presets", "", "| preset | sets |", "| --- | --- |"]
     for path in sorted(presets_dir(params).glob("*.yaml")):
         overlay = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        overlay.pop("preset", None)
         keys = pandas.json_normalize(overlay, sep=".").to_dict(orient="records")[0] if overlay else {}
         sets = (
             ", ".join(f"`{key}: {_value(value)[1:-1]}`" for key, value in keys.items())
-            or "nothing: params.yaml"
+            or "nothing: conf/config.yaml as it is"
         )
-        lines.append(f"| [`{path.stem}`](../presets/{path.name}) | {sets} |")
+        lines.append(f"| [`{path.stem}`](../conf/preset/{path.name}) | {sets} |")
     return lines
 
 

@@ -10,11 +10,13 @@ import matplotlib.image
 import mlflow
 import numpy as np
 import pytest
-from projects import make_tiny_project
+from projects import REPO, make_tiny_project
 
 from lstm_ae import cli
+from lstm_ae.config import load_config
 from lstm_ae.model.saved import ModelFileError, load_model
 from lstm_ae.paths import EVAL_FIGURES, METRICS
+from lstm_ae.stages.evaluate import ModelMismatchError, require_same_model
 
 
 def save_model_that_writes(marker: Path, path: Path) -> None:
@@ -100,3 +102,22 @@ def test_a_restoration_task_reports_the_input_and_classical_baselines_next_to_th
     )
     name = f"cifar10-lstm-{family}-{task}-sigma{'0.1' if task == 'denoise' else '1'}"
     assert run.data.tags["registered_model"] == f"{name}/1"
+
+    # The restorer under the autoencoder's settings: refused in one line, the metrics kept.
+    if family == "restorer":
+        kept = METRICS.read_bytes()
+        code = cli.main(["evaluate", "--quiet", "-S", "task=reconstruct", "-S", "model.family=autoencoder"])
+        assert code == 1 and METRICS.read_bytes() == kept
+
+
+def test_a_model_trained_under_other_settings_is_refused_naming_both() -> None:
+    autoencoder = load_config(REPO / "params.yaml")
+    restorer = load_config(REPO / "params.yaml", preset="denoise")
+    require_same_model(None, autoencoder)  # a model from before train recorded it: nothing to check
+    require_same_model(autoencoder.model_identity(), autoencoder)
+    with pytest.raises(ModelMismatchError) as error:
+        require_same_model(restorer.model_identity(), autoencoder)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "trained with task=denoise, corruption=Gaussian noise, sigma 0.1, model.family=restorer" in message
+    assert "these settings say task=reconstruct, corruption=none, model.family=autoencoder" in message

@@ -9,6 +9,7 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from dvc.utils.hydra import compose_and_dump
 from matplotlib import pyplot
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
@@ -297,7 +298,9 @@ RESTORER_PARAMS = {
 }
 
 
-def test_a_restorer_study_searches_widths_depth_and_rate_and_its_best_trial_parses_back() -> None:
+def test_a_restorer_study_searches_widths_depth_and_rate_and_its_best_trial_parses_back(
+    tmp_path: Path,
+) -> None:
     space = CFG.tune.search
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(10):
@@ -320,18 +323,17 @@ def test_a_restorer_study_searches_widths_depth_and_rate_and_its_best_trial_pars
     )
     overrides = search.best_overrides(trial, CFG.train, base=base)
     assert set(overrides["model"]) == {"family", "restorer", "precision"}
-    line = search.exp_run_command(overrides)
+    study_cfg = load_config(ROOT / "params.yaml", preset="denoise")
+    line = search.exp_run_command(search.study_recipe(study_cfg) | overrides)
     assert "-S model.restorer.units=16" in line and "-S model.family=restorer" in line
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    raw["task"] = "denoise"
     words = shlex.split(line)
-    for key, text in (word.split("=", 1) for word in words[3:] if word != "-S"):
-        *parents, name = key.split(".")
-        section = raw
-        for part in parents:
-            section = section[part]
-        section[name] = yaml.safe_load(text)
-    assert parse_config(raw).model.restorer.blocks == 2
+    assert words[3:7] == ["-S", "preset=denoise", "-S", "task=denoise"]
+    # The line as `dvc exp run` composes it: the study's preset first, the tuned values winning over it.
+    out = tmp_path / "params.yaml"
+    compose_and_dump(out, str(ROOT / "conf"), None, "config", str(ROOT), [w for w in words[3:] if w != "-S"])
+    cfg = parse_config(yaml.safe_load(out.read_text(encoding="utf-8")))
+    assert (cfg.task, cfg.corruption.noise_sigma, cfg.model.restorer.blocks) == ("denoise", 0.1, 2)
+    assert (cfg.train.learning_rate, cfg.train.batch_size) == (0.002, RESTORER_PARAMS["batch_size"])
 
 
 def test_a_restorer_trial_without_the_pipelines_model_section_is_refused() -> None:

@@ -16,6 +16,7 @@ from lstm_ae.config import Config
 from lstm_ae.data.corruption import Corruption
 from lstm_ae.data.dataset import Dataset, load_dataset
 from lstm_ae.data.sequences import to_images
+from lstm_ae.errors import UserError
 from lstm_ae.model.fit import keras_verbosity
 from lstm_ae.model.saved import load_model
 from lstm_ae.paths import (
@@ -23,6 +24,7 @@ from lstm_ae.paths import (
     EDA_METRICS,
     EVAL_FIGURES,
     METRICS,
+    MODEL,
     PER_CLASS,
     PROCESSED,
     RUN_INFO,
@@ -117,10 +119,35 @@ def classical_baselines(
     return strengths, restored
 
 
+class ModelMismatchError(UserError):
+    """The model file was trained under other task, corruption or model settings than these."""
+
+
+def require_same_model(recorded: dict | None, cfg: Config) -> None:
+    """Refuse to score a model under settings it was not trained with: a restorer trained for
+    denoise and evaluated as the autoencoder would be scored on clean inputs and registered under
+    the autoencoder's name, where it could take the `champion` alias. ``recorded`` is what train
+    wrote beside the model (None for a model from before it did: nothing to check)."""
+    if not recorded:
+        return
+    ours = tracking.flatten_params(cfg.model_identity())
+    theirs = tracking.flatten_params(recorded)
+    differ = [key for key in ours if key in theirs and theirs[key] != ours[key]]
+    if differ:
+        trained = ", ".join(f"{key}={theirs[key]}" for key in differ)
+        given = ", ".join(f"{key}={ours[key]}" for key in differ)
+        raise ModelMismatchError(
+            f"{MODEL} was trained with {trained} ({RUN_INFO}), but these settings say {given}; "
+            "evaluate it with the settings it was trained with (the same --preset and -S), or train again"
+        )
+
+
 def run(cfg: Config) -> dict[str, float]:
     """Score the model's output for the task against the clean test images, next to the corrupted
     input itself (the floor a restoration must beat) and PCA at the same code size; write
     reports/metrics.json and the figures, and log both into the training run."""
+    trained = json.loads(RUN_INFO.read_text()) if RUN_INFO.exists() else {}
+    require_same_model(trained.get("model_identity"), cfg)
     data = load_dataset(PROCESSED).scaled()
     model = load_model()
     corruption = cfg.input_corruption
@@ -167,7 +194,7 @@ def run(cfg: Config) -> dict[str, float]:
     write_text(METRICS, json.dumps(results, indent=2) + "\n")
 
     tracking.use_project_store()
-    run_id = json.loads(RUN_INFO.read_text())["run_id"] if RUN_INFO.exists() else None
+    run_id = trained.get("run_id")
     with (
         tracking.resume_or_start(run_id, tags=tracking.run_tags(data.archive_md5)),
         tracking.ended_as_it_failed(),

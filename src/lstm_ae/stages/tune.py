@@ -16,6 +16,7 @@ from collections import Counter
 
 import mlflow
 import optuna
+import yaml
 
 from lstm_ae import tracking
 from lstm_ae.atomic import atomic_dir, write_text
@@ -197,7 +198,8 @@ def _report(cfg: Config, study: optuna.Study, parent_id: str) -> dict:
             "Check the failed trials' `error` tag in MLflow, then run the same command again"
         )
     best = study.best_trial
-    overrides = search.best_overrides(best, cfg.train, cfg.model.precision, cfg.model)
+    tuned = search.best_overrides(best, cfg.train, cfg.model.precision, cfg.model)
+    overrides = search.study_recipe(cfg) | tuned
     command = search.exp_run_command(overrides)
     importances = search.param_importances(study, cfg.seed)
     summary = {
@@ -215,14 +217,7 @@ def _report(cfg: Config, study: optuna.Study, parent_id: str) -> dict:
         "Train the pipeline with it:\n"
         f"#   {command}\n"
     )
-    body = "".join(
-        f"{section}:\n"
-        + "".join(
-            f"  {key}: {value if isinstance(value, str) else json.dumps(value)}\n"
-            for key, value in values.items()
-        )
-        for section, values in overrides.items()
-    )
+    body = yaml.safe_dump(overrides, sort_keys=False, default_flow_style=None)
     write_text(TUNE_BEST, header + body)
     write_text(TUNE_SUMMARY, json.dumps(summary, indent=2) + "\n")
     write_text(TUNE_TRIALS, study.trials_dataframe().to_csv(index=False))

@@ -25,7 +25,7 @@ import sqlalchemy
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
-from lstm_ae.config import ModelConfig, RestorerConfig, SearchSpace, TrainConfig
+from lstm_ae.config import Config, ModelConfig, RestorerConfig, SearchSpace, TrainConfig
 from lstm_ae.data.corruption import Corruption
 from lstm_ae.databases import with_installed_driver
 from lstm_ae.errors import UserError
@@ -307,6 +307,18 @@ def best_overrides(
     }
 
 
+def study_recipe(cfg: Config) -> dict[str, Any]:
+    """What the study trained on beside the searched values: its preset, task and corruption
+    strength. The best trial's line sets them first, so it trains the same task (a restorer cannot
+    reconstruct) and, as `-S` values given after the preset, the tuned values win over the preset's."""
+    recipe: dict[str, Any] = {"preset": cfg.preset, "task": cfg.task}
+    if cfg.task == "deblur":
+        recipe["corruption"] = {"blur_sigma": cfg.corruption.blur_sigma}
+    elif cfg.task == "denoise":
+        recipe["corruption"] = {"noise_sigma": cfg.corruption.noise_sigma}
+    return recipe
+
+
 def _flatten(values: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
     for key, value in values.items():
         if isinstance(value, Mapping):
@@ -315,7 +327,7 @@ def _flatten(values: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Any]
             yield f"{prefix}{key}", value
 
 
-def exp_run_command(overrides: Mapping[str, Mapping[str, Any]]) -> str:
+def exp_run_command(overrides: Mapping[str, Any]) -> str:
     """The `dvc exp run` line that trains the pipeline with these values."""
     sets = []
     for key, value in _flatten(overrides, ""):
