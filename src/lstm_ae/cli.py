@@ -25,7 +25,8 @@ LOGGING_STAGES = ("train", "evaluate", "tune")
 
 # Commands beside the pipeline's stages: they read no params.yaml.
 TOOLS = {
-    "reconstruct": "reconstruct your own PNG/JPEG images; side-by-side PNGs and errors.csv, worst first",
+    "reconstruct": "reconstruct or restore your own PNG/JPEG images: each restored PNG, side-by-side PNGs "
+    "and errors.csv, worst first",
 }
 
 SERVER = "tracking-server"  # a tool too, that reads no params.yaml
@@ -88,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         "reconstruct",
         help=TOOLS["reconstruct"],
         description=TOOLS["reconstruct"][0].upper() + TOOLS["reconstruct"][1:] + ".",
+        epilog="Writes OUT/<name>.png (each image beside its reconstruction), OUT/restored/<name>.png "
+        "(the reconstruction alone, at the size the model made it: the image's own for a restorer, "
+        "32x32 for the autoencoder) and OUT/errors.csv. A restorer takes photos larger than 384 "
+        "pixels in overlapping tiles, so memory stays bounded (docs/model.md).",
     )
     tool.add_argument(
         "inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER", help="image files, or folders of them"

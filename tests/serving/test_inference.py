@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 
 from lstm_ae.serving.inference import (
+    MAX_BATCH_PIXELS,
     ImageInputError,
+    check_batch_pixels,
+    claimed_shape,
     figure_scale,
     input_size,
     reconstruct,
-    reconstruct_by_size,
+    to_uint8,
     to_unit_images,
 )
 
@@ -67,7 +70,8 @@ def test_nested_lists_as_json_delivers_them() -> None:
             np.full((1, 32, 32, 3), 2.0),
             r"float pixels must be finite and in \[0, 1\].*divide 0-255 values by 255",
         ),
-        (np.full((1, 32, 32, 3), np.nan), "float pixels must be finite"),
+        (np.full((1, 32, 32, 3), np.nan), r"float pixels must be finite and in \[0, 1\], got 3,072 NaN"),
+        (np.where(np.arange(3072).reshape(1, 32, 32, 3) == 5, np.inf, 0.5), r"got 1 NaN or infinite value"),
         (np.full((1, 32, 32, 3), "a"), "dtype <U1"),
     ],
 )
@@ -117,21 +121,60 @@ def test_a_model_of_any_size_reconstructs_at_the_images_size() -> None:
     np.testing.assert_allclose(mse, [0.0625, 0.0625])
 
 
-def test_reconstruct_by_size_calls_once_per_size_and_keeps_the_order() -> None:
-    calls = []
-
-    def double_clipped(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        calls.append(batch.shape)
-        return np.minimum(batch * 2, 1.0), batch.reshape(len(batch), -1).mean(axis=1)
-
-    images = [np.full((h, w, 3), i / 10) for i, (h, w) in enumerate([(4, 6), (2, 2), (4, 6), (1, 1)])]
-    recon, mse = reconstruct_by_size(double_clipped, images)
-    assert calls == [(2, 4, 6, 3), (1, 2, 2, 3), (1, 1, 1, 3)]
-    assert [r.shape for r in recon] == [(4, 6, 3), (2, 2, 3), (4, 6, 3), (1, 1, 3)]
-    np.testing.assert_allclose([r[0, 0, 0] for r in recon], [0.0, 0.2, 0.4, 0.6])
-    np.testing.assert_allclose(mse, [0.0, 0.1, 0.2, 0.3])
-
-
 @pytest.mark.parametrize(("height", "width", "scale"), [(32, 32, 4), (48, 64, 2), (600, 800, 1), (1, 1, 128)])
 def test_figures_enlarge_small_images_to_about_128_pixels(height: int, width: int, scale: int) -> None:
     assert figure_scale(height, width) == scale
+
+
+def test_the_shape_of_nested_lists_is_read_without_converting_them() -> None:
+    assert claimed_shape(np.zeros((2, 5, 4, 3))) == (2, 5, 4, 3)
+    assert claimed_shape([[[[0, 0, 0]] * 4] * 5] * 2) == (2, 5, 4, 3)
+    assert claimed_shape([]) == (0,)
+    assert claimed_shape("abc") == ()
+
+
+@pytest.mark.parametrize(
+    "images",
+    [
+        np.zeros((MAX_BATCH_PIXELS // 1024, 32, 32, 3), np.uint8),  # the limit itself
+        [[[[0, 0, 0]] * 32] * 32],
+        "not an image",  # refused later, for its shape
+    ],
+)
+def test_batches_up_to_the_limit_pass(images: object) -> None:
+    check_batch_pixels(images)
+
+
+def test_a_batch_over_the_limit_is_refused_from_its_shape_alone() -> None:
+    class ShapeOnly:
+        """Claims a shape too large to allocate: only the shape may be read."""
+
+        shape = (1, 100_000, 100_000, 3)
+
+    message = (
+        "a request may hold at most 1,048,576 pixels (e.g. one 1024x1024 image or 1,024 of 32x32), "
+        "got 10,000,000,000 in shape (1, 100000, 100000, 3); send fewer or smaller images per request"
+    )
+    with pytest.raises(ImageInputError) as raised:
+        check_batch_pixels(ShapeOnly())
+    assert str(raised.value) == message
+    with pytest.raises(ImageInputError, match=r"got 1,049,600 in shape \(1025, 32, 32, 3\)"):
+        check_batch_pixels([[[[0, 0, 0]] * 32] * 32] * 1025)
+
+
+def test_a_restorer_sees_a_large_image_in_tiles_of_bounded_size() -> None:
+    class Record(HalveAnySize):
+        def predict(self, x: np.ndarray, batch_size: int, verbose: int) -> np.ndarray:
+            self.calls = [*getattr(self, "calls", []), x.shape]
+            return x / 2
+
+    model = Record()
+    recon, mse = reconstruct(model, np.full((1, 600, 500, 3), 0.5, np.float32))
+    assert recon.shape == (1, 600, 500, 3) and np.all(recon == 0.25)
+    np.testing.assert_allclose(mse, [0.0625])
+    assert len(model.calls) > 1 and all(h <= 384 and w <= 384 * 3 for _, h, w in model.calls)
+
+
+def test_pixels_become_png_integers_rounded_and_clipped() -> None:
+    image = np.array([[[-0.5, 0.0, 0.5 / 255], [0.502, 1.0, 7.0]]], np.float32)
+    np.testing.assert_array_equal(to_uint8(image), [[[0, 0, 0], [128, 255, 255]]])

@@ -1,8 +1,10 @@
 """The MLflow model as `mlflow models serve` loads it: a restorer keeps the batch's size, the
-autoencoder's size stays 32x32, with an error that says what to do."""
+autoencoder's size stays 32x32, with an error that says what to do; a refusal is an HTTP 400
+whose message is the reason alone (tests/serving/test_served_errors.py posts to a real server)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -12,6 +14,7 @@ from tiny_models import save_fixed_size_model, save_restorer
 
 from lstm_ae import tracking
 from lstm_ae.serving.inference import ImageInputError
+from lstm_ae.serving.pyfunc import ImageRequestError
 
 
 def served(keras_file: Path, folder: Path) -> mlflow.pyfunc.PyFuncModel:
@@ -35,3 +38,26 @@ def test_the_served_autoencoder_still_takes_32x32_only(tmp_path: Path) -> None:
         ImageInputError, match=r"the autoencoder's size, got \(1, 48, 64, 3\).*use a restorer"
     ):
         model.predict(np.zeros((1, 48, 64, 3), np.uint8))
+
+
+def test_a_batch_over_the_limit_is_refused_from_its_shape_before_any_conversion(tmp_path: Path) -> None:
+    class ShapeOnly:
+        """A batch too large to allocate, of which only the shape may be read."""
+
+        shape = (1, 4096, 4096, 3)
+
+        def __array__(self, *args, **kwargs):
+            raise AssertionError("converted before its size was checked")
+
+    model = served(save_restorer(tmp_path / "model.keras"), tmp_path / "served")
+    with pytest.raises(ImageRequestError, match=r"got 16,777,216 in shape \(1, 4096, 4096, 3\)") as raised:
+        model.unwrap_python_model().predict(None, ShapeOnly())
+    assert raised.value.get_http_status_code() == 400
+
+
+def test_a_refusal_keeps_its_message_when_mlflow_rewrites_it() -> None:
+    """MLflow's scoring server sets e.message = "Failed to predict data '<the array>'...Error: " + it."""
+    error = ImageRequestError(reason := "expected images of shape (N, 32, 32, 3), got (0,)")
+    error.message = f"Failed to predict data '{np.zeros((2, 2))}'. \nError: {error.message}"
+    assert json.loads(error.serialize_as_json())["message"] == reason
+    assert isinstance(error, ImageInputError) and str(error) == error.message

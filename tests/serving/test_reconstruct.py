@@ -1,6 +1,7 @@
 """`lstm-ae reconstruct` on image files and folders, with small real Keras model files: one of
 the autoencoder's fixed 32x32 size, and an untrained restorer, which takes any size and returns
-its input exactly."""
+its input exactly. Each image gives a side-by-side figure and its reconstruction alone in
+restored/, both PNG."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tiny_models import save_fixed_size_model, save_restorer
 
 from lstm_ae import cli, tracking
 from lstm_ae.serving import reconstruct
-from lstm_ae.serving.reconstruct import figure_names
+from lstm_ae.serving.reconstruct import batches, figure_names
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,17 @@ def save(path: Path, pixels: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path)
     return path
+
+
+def read(path: Path) -> np.ndarray:
+    with Image.open(path) as picture:
+        assert picture.format == "PNG" and picture.mode == "RGB"
+        return np.asarray(picture)
+
+
+def no_temporary_files(out: Path) -> bool:
+    """Every write went through atomic_path, whose temporary names start with a dot."""
+    return not [path for path in out.rglob(".*")]
 
 
 def test_a_folder_gives_side_by_side_pngs_and_errors_worst_first(
@@ -60,6 +72,11 @@ def test_a_folder_gives_side_by_side_pngs_and_errors_worst_first(
     # The left half of each figure is the input, enlarged.
     with Image.open(out / "white.png") as picture:
         assert np.all(np.asarray(picture)[:, :128] == 255)
+    # Each reconstruction alone, at the size the autoencoder made it, named like its figure.
+    assert sorted(p.name for p in (out / "restored").iterdir()) == ["grey.png", "noise.png", "white.png"]
+    for row in rows:
+        assert read(out / "restored" / row["figure"]).shape == (32, 32, 3)
+    assert no_temporary_files(out)
 
 
 @pytest.mark.parametrize(
@@ -70,8 +87,15 @@ def test_a_folder_gives_side_by_side_pngs_and_errors_worst_first(
             lambda d: (d.mkdir(), (d / "broken.png").write_bytes(b"not a png")),
             "broken.png: not a readable PNG or JPEG",
         ),
+        (
+            lambda d: (
+                save(d / "a-good.png", np.zeros((32, 32, 3), dtype=np.uint8)),
+                (d / "b-broken.png").write_bytes(b"not a png"),
+            ),
+            "b-broken.png: not a readable PNG or JPEG",
+        ),
     ],
-    ids=["empty-folder", "broken-file"],
+    ids=["empty-folder", "broken-file", "broken-after-good"],
 )
 def test_bad_inputs_fail_in_one_line(make, message: str, model_file: Path, tmp_path: Path, capsys) -> None:
     folder = tmp_path / "images"
@@ -82,7 +106,7 @@ def test_bad_inputs_fail_in_one_line(make, message: str, model_file: Path, tmp_p
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1]
-    assert not (tmp_path / "out" / "errors.csv").exists()
+    assert not (tmp_path / "out").exists()  # every file is read before anything is written
 
 
 def test_a_missing_model_names_the_train_stage(tmp_path: Path, capsys) -> None:
@@ -122,6 +146,7 @@ def test_a_restorer_restores_a_photo_at_its_own_size(
     original, restored = halves(out / "photo.png", 64, 48)
     np.testing.assert_array_equal(original, photo)
     np.testing.assert_array_equal(restored, photo)  # untrained: the input, at the input's size
+    np.testing.assert_array_equal(read(out / "restored" / "photo.png"), photo)
 
 
 def test_a_restorer_keeps_each_size_of_a_mixed_folder(restorer_file: Path, tmp_path: Path) -> None:
@@ -137,6 +162,26 @@ def test_a_restorer_keeps_each_size_of_a_mixed_folder(restorer_file: Path, tmp_p
     for name, (height, width) in sizes.items():
         _, restored = halves(tmp_path / "out" / f"{name}.png", width, height)
         np.testing.assert_array_equal(restored, photos[name])
+        np.testing.assert_array_equal(read(tmp_path / "out" / "restored" / f"{name}.png"), photos[name])
+
+
+def test_a_photo_larger_than_a_tile_is_restored_whole(restorer_file: Path, tmp_path: Path) -> None:
+    """400x450 is more than one 384-pixel tile each way: the stitched tiles cover every pixel
+    (the untrained restorer returns its input, so any pixel missed or misplaced would show)."""
+    photo = np.random.default_rng(4).integers(0, 256, (400, 450, 3), dtype=np.uint8)
+    image = save(tmp_path / "big.jpg", photo)
+    [row] = reconstruct.run([image], str(restorer_file), tmp_path / "out", progress=False)
+    assert (row["model_size"], row["figure"], float(row["mse"])) == ("450x400", "big.png", 0.0)
+    loaded = np.asarray(Image.open(image).convert("RGB"))  # JPEG changed the pixels a little
+    np.testing.assert_array_equal(read(tmp_path / "out" / "restored" / "big.png"), loaded)
+    assert read(tmp_path / "out" / "big.png").shape == (400, 2 * 450 + 2, 3)  # not enlarged
+    assert no_temporary_files(tmp_path / "out")
+
+
+def test_batches_hold_one_size_and_bounded_pixels_in_the_files_order() -> None:
+    sizes = [(4, 6), (2, 2), (4, 6), (1, 1), (4, 6), (2, 2)]
+    assert batches(sizes, max_pixels=48) == [[0, 2], [4], [1, 5], [3]]
+    assert batches([(100, 100)] * 2, max_pixels=10) == [[0], [1]]  # one image at least
 
 
 def test_a_served_restorer_reconstructs_at_its_own_size(

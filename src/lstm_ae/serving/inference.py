@@ -11,18 +11,24 @@ Keras input: (None, 32, 96) for the autoencoder, (None, None, None) for the rest
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 
 from lstm_ae.errors import UserError
 from lstm_ae.metrics import mse_per_image
+from lstm_ae.serving.tiles import restore_tiled
 
 CHANNELS = 3
 AUTOENCODER_SIZE = (32, 32)
+# The most pixels one served request may hold: one 1024x1024 photo, or 1,024 CIFAR-10 images. The
+# request's JSON is then about 12 MB (integer pixels) and the answer's about 60 MB (17-digit floats);
+# a server holds each several times over while MLflow parses and writes them.
+MAX_BATCH_PIXELS = 2**20
 
 Size = tuple[int, int] | None  # (height, width) a model takes; None: any size
-BatchReconstructor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+BatchReconstructor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # images -> (recon, mse)
 
 
 class ImageInputError(UserError, ValueError):
@@ -34,6 +40,33 @@ def input_size(model) -> Size:
     None when it takes any size (the restorer)."""
     _, height, features = model.input_shape
     return None if height is None or features is None else (height, features // CHANNELS)
+
+
+def claimed_shape(images: object) -> tuple[int, ...]:
+    """The shape ``images`` has, read without converting them: an array's own, or for nested lists
+    the length at each depth along the first elements (ragged lists fail later, in np.asarray)."""
+    shape = getattr(images, "shape", None)
+    if shape is not None:
+        return tuple(shape)
+    lengths = []
+    while isinstance(images, list | tuple):
+        lengths.append(len(images))
+        if not images:
+            break
+        images = images[0]
+    return tuple(lengths)
+
+
+def check_batch_pixels(images: object, limit: int = MAX_BATCH_PIXELS) -> None:
+    """Refuse a batch of more than ``limit`` pixels (values / 3) from its shape alone, before it is
+    converted to floats or reaches the model."""
+    shape = claimed_shape(images)
+    pixels = math.ceil(math.prod(shape) / CHANNELS)
+    if pixels > limit:
+        raise ImageInputError(
+            f"a request may hold at most {limit:,} pixels (e.g. one 1024x1024 image or 1,024 of 32x32), "
+            f"got {pixels:,} in shape {shape}; send fewer or smaller images per request"
+        )
 
 
 def to_unit_images(images: object, size: Size = AUTOENCODER_SIZE) -> np.ndarray:
@@ -73,9 +106,14 @@ def _unit_scale(array: np.ndarray) -> np.ndarray:
         return array.astype(np.float32) / np.float32(255.0)
     if not np.issubdtype(array.dtype, np.floating):
         raise ImageInputError(f"pixels must be integers 0-255 or floats in [0, 1], got dtype {array.dtype}")
-    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+    if not np.isfinite(array).all():
+        bad = int(np.count_nonzero(~np.isfinite(array)))
         raise ImageInputError(
-            f"float pixels must be finite and in [0, 1], got {np.nanmin(array):.4g}..{np.nanmax(array):.4g}; "
+            f"float pixels must be finite and in [0, 1], got {bad:,} NaN or infinite value(s)"
+        )
+    if array.min() < 0 or array.max() > 1:
+        raise ImageInputError(
+            f"float pixels must be finite and in [0, 1], got {array.min():.4g}..{array.max():.4g}; "
             "divide 0-255 values by 255 or send them as integers"
         )
     return array.astype(np.float32, copy=False)
@@ -84,30 +122,21 @@ def _unit_scale(array: np.ndarray) -> np.ndarray:
 def reconstruct(model, images: object, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(reconstructions (N, H, W, 3) float32 in [0, 1], per-image MSE (N,)) for any Keras-like
     model that maps (N, H, W * 3) rows to the same shape; H and W must be the model's own size
-    (32x32 for the autoencoder) or, for a model that takes any size, the images' own."""
-    unit = to_unit_images(images, input_size(model))
+    (32x32 for the autoencoder) or, for a model that takes any size, the images' own.
+
+    A model of any size (the restorer) sees images larger than a tile in overlapping tiles
+    (serving/tiles.py), so its memory stays bounded however large the photo."""
+    size = input_size(model)
+    unit = to_unit_images(images, size)
     n, height, width, _ = unit.shape
-    rows = unit.reshape(n, height, width * CHANNELS)  # the layout of data.sequences.to_sequences
-    recon = np.asarray(model.predict(rows, batch_size=batch_size, verbose=0), dtype=np.float32)
-    recon = np.clip(recon.reshape(unit.shape), 0.0, 1.0)
+    if size is None:
+        recon = restore_tiled(lambda rows: model.predict(rows, batch_size=len(rows), verbose=0), unit)
+    else:
+        rows = unit.reshape(n, height, width * CHANNELS)  # the layout of data.sequences.to_sequences
+        recon = np.asarray(model.predict(rows, batch_size=batch_size, verbose=0), dtype=np.float32)
+    recon = recon.reshape(unit.shape)
+    np.clip(recon, 0.0, 1.0, out=recon)  # in place: a copy of a large photo is hundreds of MB
     return recon, mse_per_image(unit, recon)
-
-
-def reconstruct_by_size(
-    reconstruct_batch: BatchReconstructor, images: list[np.ndarray]
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Images of several sizes, each (H, W, 3): one batch call per size, since a batch holds one
-    size; the reconstructions and per-image MSE come back in the input order."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, image in enumerate(images):
-        groups.setdefault(image.shape, []).append(i)
-    recon: list[np.ndarray] = [np.empty(0)] * len(images)
-    mse = np.empty(len(images), dtype=np.float64)
-    for indices in groups.values():
-        group_recon, group_mse = reconstruct_batch(np.stack([images[i] for i in indices]))
-        for i, restored, error in zip(indices, group_recon, group_mse):
-            recon[i], mse[i] = np.asarray(restored), error
-    return recon, mse
 
 
 def figure_scale(height: int, width: int, target: int = 128) -> int:
@@ -117,12 +146,18 @@ def figure_scale(height: int, width: int, target: int = 128) -> int:
 
 
 def side_by_side(original: np.ndarray, recon: np.ndarray, scale: int = 4, gap: int = 2) -> np.ndarray:
-    """One uint8 picture: the original left, the reconstruction right, each enlarged ``scale``
-    times without smoothing, so every pixel stays a visible square."""
-    halves = [
-        np.rint(np.clip(np.asarray(x, dtype=np.float32), 0, 1) * 255).astype(np.uint8)
-        for x in (original, recon)
-    ]
-    halves = [half.repeat(scale, axis=0).repeat(scale, axis=1) for half in halves]
+    """One uint8 picture: the original left, the reconstruction right (each uint8, or floats in
+    [0, 1]), each enlarged ``scale`` times without smoothing, so every pixel stays a visible square."""
+    halves = [to_uint8(x).repeat(scale, axis=0).repeat(scale, axis=1) for x in (original, recon)]
     spacer = np.full((halves[0].shape[0], gap * scale, 3), 255, dtype=np.uint8)
     return np.concatenate([halves[0], spacer, halves[1]], axis=1)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[0, 1] pixels as the 0-255 integers a PNG holds, rounded to the nearest; uint8 kept as it
+    is. One float32 copy, worked on in place: a 4096x4096 photo's copies are 200 MB each."""
+    if image.dtype == np.uint8:
+        return image
+    scaled = np.clip(np.asarray(image, dtype=np.float32), 0, 1)
+    scaled *= 255
+    return np.rint(scaled, out=scaled).astype(np.uint8)

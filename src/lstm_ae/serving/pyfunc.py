@@ -10,8 +10,33 @@ be told from the data.
 from __future__ import annotations
 
 import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import BAD_REQUEST
 
-from lstm_ae.serving.inference import reconstruct
+from lstm_ae.serving.inference import ImageInputError, check_batch_pixels, reconstruct
+
+
+class ImageRequestError(MlflowException, ImageInputError):
+    """A request the model cannot take: HTTP 400 with the one-line reason as its whole message.
+
+    MLflow's scoring server answers any other exception from predict with a generic message and
+    the server's stack trace, and it prefixes an MlflowException's message with the request's
+    whole array ("Failed to predict data '[[[...' ... Error: ..."). The message is therefore
+    fixed when the error is made, and later assignments to it are ignored. Still an
+    ImageInputError, so callers in the same process catch it as before.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, error_code=BAD_REQUEST)
+
+    @property
+    def message(self) -> str:
+        return self._reason
+
+    @message.setter
+    def message(self, value: str) -> None:
+        if not hasattr(self, "_reason"):  # the first assignment, by MlflowException.__init__
+            self._reason = value
 
 
 class ReconstructionModel(mlflow.pyfunc.PythonModel):
@@ -32,5 +57,17 @@ class ReconstructionModel(mlflow.pyfunc.PythonModel):
         self.model = load_model(Path(context.artifacts["keras_model"]))
 
     def predict(self, context, model_input, params=None):
-        recon, mse = reconstruct(self.model, model_input)
+        """Reconstruct the batch, or refuse it with :class:`ImageRequestError` (HTTP 400).
+
+        Served, ``model_input`` is what MLflow made of the request's "inputs" or "instances":
+        by then it has decoded the JSON, copied the lists and built one int64 or float64 array
+        (lists of unequal lengths it refuses itself). A batch over inference.MAX_BATCH_PIXELS is
+        refused from that array's shape, before the float32 copy, the model and the JSON answer,
+        which cost several times more than the array.
+        """
+        try:
+            check_batch_pixels(model_input)
+            recon, mse = reconstruct(self.model, model_input)
+        except ImageInputError as exc:
+            raise ImageRequestError(str(exc)) from None
         return {"reconstruction": recon, "mse": mse}
