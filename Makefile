@@ -53,7 +53,8 @@ docs: install                 ## regenerate docs/settings.md
 # first instead, the runs table sorted by test MSE with the test metrics shown (tracking.ui_url).
 ui: install                   ## browse the runs at the URL printed first
 	@python -c 'from lstm_ae.startup import import_quietly; print("runs:", import_quietly("lstm_ae.tracking").ui_url())'
-	mlflow ui --backend-store-uri sqlite:///mlflow.db
+	@case "$$MLFLOW_TRACKING_URI" in http://*|https://*) echo "the tracking server serves this UI itself";; \
+	  *) mlflow ui --backend-store-uri sqlite:///mlflow.db;; esac
 
 tune: install                 ## an Optuna study as params.yaml's tune section says
 	lstm-ae tune

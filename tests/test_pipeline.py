@@ -77,10 +77,8 @@ def commit(project: Path, message: str) -> None:
     sh(project, "git", "commit", "-qm", message, "--allow-empty")
 
 
-def set_params(project: Path, values: dict[str, object]) -> None:
-    """Edit conf/config.yaml as a user changes a setting for good, and compose params.yaml from it as
-    `dvc exp run` does, so both plain `dvc repro` and later experiments use the values."""
-    path = project / "conf" / "config.yaml"
+def set_keys(path: Path, values: dict[str, object]) -> None:
+    """Set dotted keys in a YAML settings file, as a user editing it would."""
     settings = yaml.safe_load(path.read_text())
     for dotted, value in values.items():
         *parents, leaf = dotted.split(".")
@@ -89,6 +87,12 @@ def set_params(project: Path, values: dict[str, object]) -> None:
             section = section[key]
         section[leaf] = value
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
+
+
+def set_params(project: Path, values: dict[str, object]) -> None:
+    """Edit conf/config.yaml as a user changes a setting for good, and compose params.yaml from it as
+    `dvc exp run` does, so both plain `dvc repro` and later experiments use the values."""
+    set_keys(project / "conf" / "config.yaml", values)
     compose_and_dump(project / "params.yaml", str(project / "conf"), None, "config", str(project), [])
 
 
@@ -261,7 +265,7 @@ def test_bad_md5_fails_cleanly_and_keeps_previous_outputs(pipeline: Path) -> Non
         p: p.read_bytes()
         for p in (archive, pipeline / "reports/metrics.json", pipeline / "models/model.keras")
     }
-    set_params(pipeline, {"fetch.md5": "0" * 32})
+    set_keys(pipeline / "params.yaml", {"fetch.md5": "0" * 32})  # by hand, for this `dvc repro` alone
     try:
         result = sh(pipeline, "dvc", "repro", check=False)
     finally:

@@ -168,6 +168,131 @@ def test_the_epoch_logger_keeps_the_epochs_a_server_missed_and_sends_them_once_i
     assert sorted(history, key=lambda m: m.step)[1].value == pytest.approx(0.5)  # epoch 2's own loss
 
 
+def test_a_logger_that_keeps_after_an_outage_hands_the_unsent_epochs_over_instead_of_raising(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The train stage keeps them on disk with its model; a tuning trial (the default) still fails."""
+    tracking.use_project_store("unit-test")
+    monkeypatch.setattr(tracking, "server_trouble", lambda uri, timeout_s=5: "connection refused")
+    monkeypatch.setattr(tracking, "SERVER_WAIT_S", 0)
+    logger = tracking.EpochLogger(keep_after_outage=True)
+    with mlflow.start_run():
+        for epoch in (0, 1):
+            logger.on_epoch_begin(epoch)
+            logger.on_epoch_end(epoch, {"loss": 0.5, "val_loss": 0.4})
+        logger.on_train_end()
+    assert logger.trouble == "no answer for 0 s: connection refused"
+    assert sorted({m.step for m in logger.unsent}) == [1, 2] and len(logger.unsent) == 8
+
+
+def kept_run(tmp_path: Path, trouble: str | None) -> tuple[str, Path | None]:
+    """A training run whose last metrics and figure go through send_or_keep: (run id, kept folder)."""
+    tracking.use_project_store("unit-test")
+    figure = tmp_path / "reports" / "loss.png"
+    figure.parent.mkdir()
+    figure.write_bytes(b"png")
+    with mlflow.start_run() as run:
+        epoch_3 = mlflow.entities.Metric("val_loss", 0.5, 1000, 3)
+        points = [epoch_3, *tracking.metric_points({"best_epoch": 3})]
+        kept = tracking.send_or_keep(tracking.Unsent(run.info.run_id, points, {figure: "train"}), trouble)
+    return run.info.run_id, kept
+
+
+def test_what_a_server_did_not_take_is_kept_on_disk_and_sent_whole_later(tmp_path: Path) -> None:
+    run_id, kept = kept_run(tmp_path, "no answer for 300 s: connection refused")
+    assert kept == tmp_path / "models" / "unsent-runs" / run_id
+    assert mlflow.active_run() is None  # left without a word to the store, whose exit hook would retry
+    record = json.loads((kept / "run.json").read_text())
+    assert record["tracking_uri"] == tracking.tracking_uri()
+    assert record["metrics"][0] == ["val_loss", 0.5, 1000, 3]
+    assert record["files"] == {"files/train/loss.png": "train"} and record["model"] is None
+    assert (kept / "files/train/loss.png").read_bytes() == b"png"
+    note = tracking.kept_note(kept)
+    assert f"did not take run {run_id} (no answer for 300 s: connection refused)" in note
+    assert f"kept in models/unsent-runs/{run_id}" in note and note.endswith("`lstm-ae send-runs`")
+    client = mlflow.MlflowClient()
+    assert client.get_run(run_id).info.status == "RUNNING" and not client.get_run(run_id).data.metrics
+
+    assert tracking.send_unsent_runs() == 1
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics == {"val_loss": 0.5, "best_epoch": 3.0}
+    assert [m.step for m in client.get_metric_history(run_id, "val_loss")] == [3]
+    assert [f.path for f in client.list_artifacts(run_id, "train")] == ["train/loss.png"]
+    assert not kept.exists()
+    assert tracking.send_unsent_runs() == 0  # nothing twice
+
+
+def test_what_a_server_takes_is_sent_at_once_and_nothing_is_kept(tmp_path: Path) -> None:
+    run_id, kept = kept_run(tmp_path, None)
+    assert kept is None and not (tmp_path / "models").exists()
+    assert mlflow.MlflowClient().get_run(run_id).data.metrics == {"val_loss": 0.5, "best_epoch": 3.0}
+
+
+@pytest.mark.parametrize("answers", [False, True], ids=["server-gone", "server-up"])
+def test_a_send_that_fails_is_kept_only_when_the_server_is_gone(
+    answers: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server stops while train logs its last metrics (after MLflow's client retries): kept.
+    A failure of a server that answers is no outage: it is raised."""
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise mlflow.exceptions.MlflowException(
+            "API request to endpoint /api/2.0/mlflow/runs/log-batch failed"
+        )
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_batch", refused)
+    monkeypatch.setattr(
+        tracking, "server_trouble", lambda uri, timeout_s=5: None if answers else "cannot connect"
+    )
+    if answers:
+        with pytest.raises(mlflow.exceptions.MlflowException, match="log-batch failed"):
+            kept_run(tmp_path, None)
+        return
+    _, kept = kept_run(tmp_path, None)
+    record = json.loads((kept / "run.json").read_text())
+    assert record["reason"] == "cannot connect" and record["metrics"][0] == ["val_loss", 0.5, 1000, 3]
+    assert mlflow.active_run() is None
+
+
+def test_evaluate_reopening_a_kept_run_sends_what_was_kept_first(tmp_path: Path) -> None:
+    """So the run is whole, its model logged to be registered, before evaluation adds to it."""
+    run_id, kept = kept_run(tmp_path, "connection refused")
+    with tracking.resume_or_start(run_id) as resumed:
+        assert resumed.info.run_id == run_id and not kept.exists()
+        assert mlflow.get_run(run_id).data.metrics == {"val_loss": 0.5, "best_epoch": 3.0}
+
+
+def test_a_kept_run_whose_server_still_does_not_answer_stays_kept_with_one_line(tmp_path: Path) -> None:
+    run_id, kept = kept_run(tmp_path, "connection refused")
+    record = json.loads((kept / "run.json").read_text())
+    with answering(200) as url:
+        pass  # a port that nobody listens on now
+    record["tracking_uri"] = url
+    (kept / "run.json").write_text(json.dumps(record))
+    expected = rf"server at {url} does not answer \(connection refused\); run {run_id} stays kept in models/"
+    with pytest.raises(tracking.TrackingServerDown, match=expected):
+        tracking.send_unsent_runs()
+    assert json.loads((kept / "run.json").read_text()) == record
+
+
+def test_a_run_that_fails_while_its_server_is_down_fails_with_its_own_error_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, ending it called the dead server: MLflow's retries, then its traceback chained to
+    the real error."""
+    tracking.use_project_store("unit-test")
+    monkeypatch.setattr(tracking, "server_trouble", lambda uri, timeout_s=5: "connection refused")
+    with (
+        pytest.raises(ValueError, match="the real error") as raised,
+        mlflow.start_run() as run,
+        tracking.ended_as_it_failed(),
+    ):
+        raise ValueError("the real error")
+    assert raised.value.__context__ is None and raised.value.__cause__ is None
+    assert mlflow.active_run() is None
+    assert mlflow.MlflowClient().get_run(run.info.run_id).info.status == "RUNNING"
+
+
 class Health(http.server.BaseHTTPRequestHandler):
     """GET /health answers with ``status``, as a tracking server (or a proxy in front of one) does."""
 
@@ -250,7 +375,7 @@ def test_the_training_data_is_the_runs_input_named_by_file_and_archive_md5() -> 
 
 
 def test_the_ui_url_opens_the_runs_table_in_a_view_with_the_test_metrics() -> None:
-    url = tracking.ui_url("http://127.0.0.1:5000")
+    url = tracking.ui_url()  # the project's SQLite store: where `make ui` serves it
     experiment = mlflow.get_experiment_by_name(tracking.EXPERIMENT)
     assert url == (
         f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs"
@@ -263,6 +388,19 @@ def test_the_ui_url_opens_the_runs_table_in_a_view_with_the_test_metrics() -> No
         state["selectedColumns"]
     )
     assert tracking.ui_url("http://127.0.0.1:5000") == url  # again: the same experiment and view
+
+
+def test_runs_are_browsed_on_their_tracking_server_or_at_make_ui(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert tracking.ui_base() == "http://127.0.0.1:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.example.org/team/")
+    assert tracking.ui_base() == "https://mlflow.example.org/team"
+
+
+def test_the_runs_link_line_names_make_ui_for_the_projects_store() -> None:
+    experiment_id = tracking.use_project_store()
+    line = tracking.runs_link(experiment_id)
+    assert line == f"runs: {tracking.runs_page_url(tracking.UI_BASE, experiment_id)} (serve them: `make ui`)"
+    assert "mlflow.sharedViewState.test-metrics" in mlflow.get_experiment(experiment_id).tags
 
 
 def write_runs(uri: str, experiment_id: str, runs: int, steps: int) -> list[str]:

@@ -28,9 +28,10 @@ from servers import TrackingServer, free_port, model_server, post_json
 from studies import assert_one_child_run_per_trial, load_study, make_project
 
 from lstm_ae import tracking
-from lstm_ae.paths import TUNE_BEST, TUNE_SUMMARY
+from lstm_ae.model.saved import load_model
+from lstm_ae.paths import HISTORY, LOSS_FIGURE, MODEL, RUN_INFO, SERVED_MODEL, TUNE_BEST, TUNE_SUMMARY
 from tests.test_pipeline import TINY_MODEL, commit, copy_project, md5, set_params, tool_env
-from tests.test_ui import render
+from tests.test_ui import assert_runs_table, lstm_ae, printed_runs_link, render, ui_url
 
 pytestmark = pytest.mark.slow
 
@@ -200,6 +201,34 @@ def test_the_servers_ui_shows_the_run_its_figure_and_the_study(
     assert "best_val_mse" in dom and trials and all(t.info.run_name in dom for t in trials)
 
 
+# A model of seconds, registered apart from the pipeline's (a subset suffix), so that its test MSE
+# cannot take `champion` from the run test_repro_logs_to_the_server_... checks.
+SMALL = {
+    "model": {"encoder_widths": [8], "decoder_widths": [8], "head": "dense"},
+    "preprocess": {"max_train_images": 96, "max_test_images": 16},
+}
+
+
+def test_the_runs_link_train_prints_opens_the_runs_table_on_the_server(
+    server: TrackingServer, tmp_path: Path
+) -> None:
+    """Before, the link named `make ui`'s http://127.0.0.1:5000, and a server's experiment could lack
+    the saved view: MLflow then opened its GenAI overview with "share key test-metrics does not
+    exist". Now the view is saved where the run logs, and the link names the server."""
+    project = make_tiny_project(tmp_path, train={"max_epochs": 2}, **SMALL)
+    on = {"MLFLOW_TRACKING_URI": server.url}
+    link = printed_runs_link(lstm_ae(project, "train", env=on, quiet=False).stderr)
+    lstm_ae(project, "evaluate", env=on)
+    run_id = json.loads((project / RUN_INFO).read_text())["run_id"]
+    run = mlflow.MlflowClient(tracking_uri=server.url).get_run(run_id)
+    assert link == tracking.runs_page_url(server.url, run.info.experiment_id)
+    assert ui_url(project, env=on) == link  # what `make ui` prints there
+    assert not (project / "mlflow.db").exists()  # the view went to the server, not to a local store
+    shot = tmp_path / "runs.png"
+    assert_runs_table(render(link, shot), run)
+    assert shot.stat().st_size > 20_000
+
+
 # --- the server fails, training goes on -----------------------------------------------------------
 
 
@@ -267,6 +296,102 @@ def test_a_server_restart_during_training_holds_no_epoch_up_and_loses_none(
         assert all(m.timestamp < outage.back_at_ms for m in history[1:]), (
             key
         )  # each kept with its epoch's time
+
+
+# `lstm-ae train -q` as a user runs it, but the end of training waits 3 s for the server, not 5
+# minutes, and the end of epoch 3 waits (before logging) until the test has stopped the server.
+TRAIN_THROUGH_AN_OUTAGE = """
+import sys, time
+from pathlib import Path
+from lstm_ae import cli
+from lstm_ae.startup import import_quietly
+
+tracking = import_quietly("lstm_ae.tracking")
+
+tracking.SERVER_WAIT_S = 3
+
+
+class Outage(tracking.EpochLogger):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == 3:
+            Path("outage").touch()
+            while tracking.server_trouble(tracking.tracking_uri()) is None:
+                time.sleep(0.2)
+        super().on_epoch_end(epoch, logs)
+
+
+tracking.EpochLogger = Outage
+sys.exit(cli.main(["train", "-q"]))
+"""
+
+
+def test_an_outage_past_the_end_of_training_keeps_the_model_and_the_run_to_send_later(
+    server: TrackingServer, tmp_path: Path
+) -> None:
+    """The server goes down at epoch 3 of 6 and is still down when training has waited for it.
+    Before, `train` then failed in a chain of tracebacks (ending the failed run called the dead
+    server too; 11 tracebacks on stderr with MLflow's retries cut to 0) and the model was never
+    written. Now every output is written, what the run had left to log is kept, one line says so,
+    and the kept run is sent whole once the server is back."""
+    project = make_tiny_project(tmp_path, train={"max_epochs": 6, "patience": 100}, **SMALL)
+    env = {**cli_env(), "MLFLOW_TRACKING_URI": server.url, "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}
+    command = [sys.executable, "-c", TRAIN_THROUGH_AN_OUTAGE]
+    training = subprocess.Popen(command, cwd=project, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (project / "outage").exists() and training.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        server.stop()
+        _, stderr = training.communicate(timeout=300)
+        assert training.returncode == 0, stderr
+        run_id = json.loads((project / RUN_INFO).read_text())["run_id"]
+        kept = project / tracking.UNSENT_RUNS / run_id
+        said = [line for line in stderr.splitlines() if line.startswith(("WARNING", "ERROR", "error", "Tr"))]
+        assert said == [
+            (
+                f"WARNING lstm_ae.tracking: MLflow tracking server {server.url}: connection refused; "
+                "training goes on, the metrics of epoch 3 and later are kept and sent once it answers"
+            ),
+            (  # the line the stage ends with
+                f"WARNING lstm_ae.stages.train: the MLflow tracking server at {server.url} did not take run "
+                f"{run_id} (no answer for 3 s: connection refused); its metrics, figures and model are kept "
+                f"in models/unsent-runs/{run_id} (the stage's outputs are written as usual); send them once "
+                "it answers: `lstm-ae send-runs`"
+            ),
+        ], stderr
+        assert stderr.strip().endswith("`lstm-ae send-runs`") and "Traceback" not in stderr
+
+        # The outputs, as after any training; the model file loads.
+        assert load_model(project / MODEL).output_shape == (None, 32, 96)
+        assert len((project / HISTORY).read_text().splitlines()) == 1 + 6
+        assert (project / LOSS_FIGURE).stat().st_size > 0 and (project / SERVED_MODEL / "MLmodel").exists()
+        record = json.loads((kept / "run.json").read_text())
+        steps = {point[3] for point in record["metrics"] if point[0] == "val_loss"}
+        assert steps == {3, 4, 5, 6} and {"best_epoch", "best_val_loss"} <= {p[0] for p in record["metrics"]}
+        assert record["files"] == {"files/train/loss.png": "train"}
+        assert (kept / record["model"]).read_bytes() == (project / MODEL).read_bytes()
+    finally:
+        if training.poll() is None:
+            training.kill()
+        if server.process is None:  # back for the send below and for the tests after this one
+            server.start()
+
+    send = "from lstm_ae import tracking; print(tracking.send_unsent_runs())"
+    sent = subprocess.run(
+        [sys.executable, "-c", send], cwd=project, env=cli_env(), capture_output=True, text=True, check=False
+    )
+    assert sent.returncode == 0 and sent.stdout.splitlines()[-1] == "1", sent.stderr
+    assert not kept.exists()
+    client = mlflow.MlflowClient(tracking_uri=server.url)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and "best_val_loss" in run.data.metrics
+    for key in EPOCH_METRICS:
+        assert sorted(m.step for m in client.get_metric_history(run_id, key)) == [1, 2, 3, 4, 5, 6], key
+    assert [f.path for f in client.list_artifacts(run_id, "train")] == ["train/loss.png"]
+    logged = client.search_logged_models(
+        [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = 'model'"
+    )
+    assert len(logged) == 1
 
 
 @pytest.mark.parametrize("stage", ["train", "evaluate"])

@@ -87,9 +87,12 @@ def render(url: str, screenshot: Path | None = None) -> str:
     return dom
 
 
-def lstm_ae(project: Path, *args: str, env: dict[str, str] | None = None) -> None:
+def lstm_ae(
+    project: Path, *args: str, env: dict[str, str] | None = None, quiet: bool = True
+) -> subprocess.CompletedProcess:
+    """`lstm-ae ARGS` in ``project`` (``-q`` unless not ``quiet``), which must succeed; its output."""
     result = subprocess.run(
-        [sys.executable, "-m", "lstm_ae", *args, "-q"],
+        [sys.executable, "-m", "lstm_ae", *args, *(["-q"] if quiet else [])],
         cwd=project,
         env={**cli_env(), **(env or {})},
         capture_output=True,
@@ -97,6 +100,7 @@ def lstm_ae(project: Path, *args: str, env: dict[str, str] | None = None) -> Non
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    return result
 
 
 # MLflow samples system metrics every 10 s by default; the tiny training run may end sooner.
@@ -109,7 +113,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = make_tiny_project(
         tmp_path_factory.mktemp("ui"), model=TINY_MODEL, train={"max_epochs": 2}, tune=TINY_TUNE
     )
-    lstm_ae(root, "train", env=SAMPLE_EVERY_SECOND)
+    trained = lstm_ae(root, "train", env=SAMPLE_EVERY_SECOND, quiet=False)
+    (root / "train.log").write_text(trained.stderr)  # the log lines, the runs link among them
     for command in (["evaluate"], ["tune"]):
         lstm_ae(root, *command)
     return root
@@ -197,13 +202,35 @@ def test_the_study_run_shows_its_trials_and_best_value(project: Path, ui: str) -
     assert "val_loss" in dom and "latent_size" in dom and "study-ui" in dom  # the parent is linked
 
 
-def ui_url(project: Path, base: str) -> str:
-    """The URL that `make ui` prints, for the server at ``base``."""
+def ui_url(project: Path, base: str | None = None, env: dict[str, str] | None = None) -> str:
+    """The URL that `make ui` prints, for the UI at ``base`` (default: where the store is browsed)."""
     code = f"from lstm_ae import tracking; print(tracking.ui_url({base!r}))"
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=project, env=cli_env(), capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        cwd=project,
+        env={**cli_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return result.stdout.strip().splitlines()[-1]
+
+
+def printed_runs_link(stderr: str) -> str:
+    """The runs link a stage printed (its `runs: URL` log line)."""
+    (line,) = [line for line in stderr.splitlines() if " runs: " in line]
+    return line.split(" runs: ", 1)[1].split()[0]
+
+
+def assert_runs_table(dom: str, run: mlflow.entities.Run) -> None:
+    """The page is the runs table in the saved view, listing ``run`` with its test metrics as
+    columns: not MLflow 3's GenAI overview, where an experiment opens by default, nor the error
+    of a view that the store lacks ("share key test-metrics does not exist")."""
+    assert ">Runs<" in dom and ">Overview<" not in dom and "does not exist" not in dom
+    assert run.info.run_name in dom
+    for name in ("test_mse", "test_psnr", "test_ssim"):  # as columns of the table, with the run's values
+        assert f'col-id="metrics.`{name}`"' in dom and repr(run.data.metrics[name]) in dom
+    assert "Sort: test_mse" in dom
 
 
 def test_the_make_ui_url_lands_on_the_runs_table_with_the_test_metrics(
@@ -214,13 +241,15 @@ def test_the_make_ui_url_lands_on_the_runs_table_with_the_test_metrics(
     url = ui_url(project, ui)
     assert url.startswith(f"{ui}/#/experiments/{run.info.experiment_id}/runs?")
     shot = tmp_path / "runs.png"
-    dom = render(url, shot)
-    assert ">Runs<" in dom and ">Overview<" not in dom
-    assert run.info.run_name in dom
-    for name in ("test_mse", "test_psnr", "test_ssim"):  # as columns of the table, with the run's values
-        assert f'col-id="metrics.`{name}`"' in dom and repr(run.data.metrics[name]) in dom
-    assert "Sort: test_mse" in dom
+    assert_runs_table(render(url, shot), run)
     assert shot.stat().st_size > 20_000
+
+
+def test_train_ends_with_the_runs_link_that_make_ui_prints(project: Path) -> None:
+    line = [line for line in (project / "train.log").read_text().splitlines() if " runs: " in line]
+    assert line and line[0].endswith("(serve them: `make ui`)")  # the project's store: a UI to start
+    assert printed_runs_link(line[0]) == ui_url(project)
+    assert printed_runs_link(line[0]).startswith("http://127.0.0.1:5000/#/experiments/")
 
 
 def test_the_pipeline_run_has_system_metrics_and_its_data_set_as_input(project: Path, ui: str) -> None:

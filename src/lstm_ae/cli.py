@@ -30,6 +30,7 @@ TOOLS = {
 }
 
 SERVER = "tracking-server"  # a tool too, that reads no params.yaml
+SENDER = "send-runs"  # sends what a tracking-server outage kept; reads no params.yaml
 
 # `tune` options override the tune section of params.yaml for one invocation.
 TUNE_OPTIONS = {
@@ -108,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tool.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only")
     _add_tracking_server(sub)
+    summary = "send the runs a tracking-server outage kept (models/unsent-runs/) to their server"
+    sender = sub.add_parser(SENDER, help=summary, description=summary[0].upper() + summary[1:] + ".")
+    sender.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     return parser
 
 
@@ -234,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
                 args.workers,
                 args.create_database,
             )
+        elif args.stage == SENDER:
+            from lstm_ae.startup import import_quietly
+
+            import_quietly("lstm_ae.tracking").send_unsent_runs()
         elif args.stage in TOOLS:
             from lstm_ae.startup import import_quietly
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.metadata
 import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from lstm_ae import hardware
-from lstm_ae.atomic import atomic_dir
+from lstm_ae.atomic import atomic_dir, write_text
 from lstm_ae.data.corruption import Corruption
 from lstm_ae.errors import UserError
 
@@ -129,6 +131,16 @@ SERVER_WAIT_S = 300  # how long the end of training waits for a server to come b
 
 class TrackingServerDown(UserError):
     """MLFLOW_TRACKING_URI names a tracking server that does not answer."""
+
+
+# What MLflow's client raises once its retries against a server that does not answer are spent.
+OUTAGE_ERRORS = (mlflow.exceptions.MlflowException, requests.exceptions.RequestException)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to one short line, for a one-line warning or error."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def server_trouble(uri: str, timeout_s: float = SERVER_PROBE_S) -> str | None:
@@ -245,13 +257,19 @@ class EpochLogger(keras.callbacks.Callback):
     the epoch's metrics are kept, with their step and time, and sent with a later epoch's once
     the server answers, at the latest when training ends, which waits up to SERVER_WAIT_S for
     it. Sent at once, they held training until the server answered again, and failed the run
-    when that took longer than MLflow's client retries (about 4 minutes).
+    when that took longer than MLflow's client retries (about 4 minutes). A server still down
+    after that wait fails a tuning trial; the train stage keeps the metrics on disk instead.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep_after_outage: bool = False) -> None:
+        """``keep_after_outage``: a server still down when training ends is no error; the caller
+        keeps :attr:`unsent` (see :func:`send_or_keep`). Otherwise it raises TrackingServerDown
+        (a tuning trial, which has no model worth keeping)."""
         super().__init__()
         self._kept: list[mlflow.entities.Metric] = []
         self._run_id = ""
+        self._keep_after_outage = keep_after_outage
+        self.trouble: str | None = None  # why the server did not take the kept metrics by the end
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self._started, self._cpu_started = time.perf_counter(), time.process_time()
@@ -275,8 +293,8 @@ class EpochLogger(keras.callbacks.Callback):
             try:
                 self._send()
                 return
-            except (mlflow.exceptions.MlflowException, requests.exceptions.RequestException) as exc:
-                trouble = str(exc).strip().splitlines()[0][:200]
+            except OUTAGE_ERRORS as exc:
+                trouble = first_line(exc)
         if len({metric.step for metric in self._kept}) == 1:  # the first epoch it missed: say so once
             log.warning(
                 "MLflow tracking server %s: %s; training goes on, the metrics of epoch %d and later are "
@@ -291,12 +309,23 @@ class EpochLogger(keras.callbacks.Callback):
         if not self._kept:
             return
         uri = mlflow.get_tracking_uri()
-        if (trouble := trouble_after_waiting(uri, SERVER_WAIT_S, poll_s=2)) is not None:
+        if (trouble := trouble_after_waiting(uri, SERVER_WAIT_S, poll_s=2)) is None:
+            try:
+                self._send()
+                return
+            except OUTAGE_ERRORS as exc:
+                trouble = first_line(exc)
+        if not self._keep_after_outage:
             raise TrackingServerDown(
                 f"the MLflow tracking server at {uri} has not answered for {SERVER_WAIT_S} s ({trouble}); "
                 f"the metrics of epoch(s) {self._kept_epochs()} are not logged"
             )
-        self._send()
+        self.trouble = f"no answer for {SERVER_WAIT_S:g} s: {trouble}"
+
+    @property
+    def unsent(self) -> list[mlflow.entities.Metric]:
+        """The epochs' metrics the server has not taken (all sent: empty)."""
+        return list(self._kept)
 
     def _send(self) -> None:
         """Log every kept metric in one call (MLflow splits large batches); forget them once sent."""
@@ -310,15 +339,35 @@ class EpochLogger(keras.callbacks.Callback):
         return f"{steps[0]}-{steps[-1]}" if len(steps) > 1 else str(steps[0])
 
 
+def log_new_params(params: Mapping[str, Any]) -> None:
+    """Log the params the active run lacks. `mlflow run -P key=value` logs each -P value on the run
+    it creates (as it passed it to the shell: a list in quotes), and MLflow refuses to log a param
+    twice with another value; the stage then used the same value, read from that option."""
+    run_id = mlflow.active_run().info.run_id
+    logged = mlflow.MlflowClient().get_run(run_id).data.params
+    mlflow.log_params({key: value for key, value in params.items() if key not in logged})
+
+
 def start_training_run(run_name: str | None, tags: Mapping[str, str]) -> mlflow.ActiveRun:
     """A run that also samples this machine's CPU, memory, disk and network use as ``system/``
     metrics, so a slow run can be told apart from a busy machine.
 
     MLflow samples every 10 s (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL changes it) in a thread that
     ends with the run; a run shorter than one interval records no sample.
+
+    During a tracking-server outage the sampler asks the server for the run at every sample, and
+    MLflow's client retries each ask with a warning line (seven a sample), until the sampler gives
+    up with one more: all noise beside EpochLogger's one warning, so it is silenced. The sampler
+    then records nothing more for that run.
     """
-    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start/stop notes, every run
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)  # start/stop notes, every run
+    logging.getLogger("urllib3.connectionpool").addFilter(_not_from_the_sampler)  # adding twice: once
     return mlflow.start_run(run_name=run_name, tags=dict(tags), log_system_metrics=True)
+
+
+def _not_from_the_sampler(record: logging.LogRecord) -> bool:
+    """False for the log records of MLflow's system-metrics thread (named so by MLflow)."""
+    return record.threadName != "SystemMetricsMonitor"
 
 
 def log_training_data(path: Path, archive_md5: str, x_train: np.ndarray) -> None:
@@ -426,8 +475,13 @@ def register_model(run_id: str, test_mse: float, name: str = REGISTERED_MODEL) -
 
 
 def resume_or_start(run_id: str | None, **start_kwargs: Any) -> mlflow.ActiveRun:
-    """Re-open the training run so evaluation lands in it; start a fresh run if it is gone."""
+    """Re-open the training run so evaluation lands in it; start a fresh run if it is gone.
+
+    What an outage kept of that run is sent first, so the run is whole (its model logged, to be
+    registered) before evaluation adds to it.
+    """
     if run_id:
+        send_unsent_runs(run_id)
         try:
             mlflow.get_run(run_id)
             return mlflow.start_run(run_id=run_id)
@@ -439,16 +493,12 @@ def resume_or_start(run_id: str | None, **start_kwargs: Any) -> mlflow.ActiveRun
 def open_parent_run(
     experiment_id: str, name: str, earlier_run_id: str | None, tags: Mapping[str, str]
 ) -> tuple[str, bool]:
-    """The run that holds a study: the one `mlflow run` made, the study's earlier one, or a new one.
+    """The run that holds a study: the study's earlier one, or a new one.
 
     Returns (run id, new): a new run still needs the study's params. A reopened run is marked
     RUNNING again while trials are added.
     """
     client = mlflow.MlflowClient()
-    if run_id := os.environ.get("MLFLOW_RUN_ID"):
-        client.update_run(run_id, name=name)  # instead of the random name `mlflow run` gave it
-        client.log_batch(run_id, tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()])
-        return run_id, True
     if earlier_run_id:
         try:
             client.get_run(earlier_run_id)
@@ -460,6 +510,14 @@ def open_parent_run(
             )
     run = client.create_run(experiment_id, run_name=name, tags=dict(tags))
     return run.info.run_id, True
+
+
+def point_to_study(launched_run_id: str, parent_run_id: str, experiment_id: str) -> None:
+    """Note on the run `mlflow run -e tune` made where the study went instead: a study keeps one
+    parent run in the project's experiment across every command that continues it, wherever
+    `mlflow run` put its own run (MLflow's Default experiment, without --experiment-name)."""
+    note = f"The study's trials are in run {parent_run_id} of experiment {experiment_id}."
+    mlflow.MlflowClient().set_tag(launched_run_id, "mlflow.note.content", note)
 
 
 @contextlib.contextmanager
@@ -484,16 +542,56 @@ def child_run(
 @contextlib.contextmanager
 def ended_as_it_failed() -> Iterator[None]:
     """Inside an active run: Ctrl-C or SIGTERM ends it as KILLED, an exception as FAILED with an
-    `error` tag. MLflow's own exit would say FAILED for both, without the reason."""
+    `error` tag. MLflow's own exit would say FAILED for both, without the reason.
+
+    Ending the run must not hide why it failed: with the tracking server down, ending it would
+    retry for about 4 minutes and then chain MLflow's traceback to the real error, so the run is
+    left as it is on the server instead (still RUNNING there) and the real error goes on alone.
+    """
     try:
         yield
     except KeyboardInterrupt:
-        mlflow.end_run(status="KILLED")
+        _end_failed_run("KILLED", {})
         raise
     except Exception as exc:
-        mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:500])
-        mlflow.end_run(status="FAILED")
+        _end_failed_run("FAILED", {"error": f"{type(exc).__name__}: {exc}"[:500]})
         raise
+
+
+def _end_failed_run(status: str, tags: Mapping[str, str]) -> None:
+    """End the active run with ``status`` and ``tags`` if its store takes it; else leave it."""
+    if mlflow.active_run() is None:
+        return
+    uri = mlflow.get_tracking_uri()
+    if (trouble := server_trouble(uri)) is None:
+        try:
+            mlflow.set_tags(dict(tags))
+            mlflow.end_run(status=status)
+            return
+        except OUTAGE_ERRORS as exc:
+            trouble = first_line(exc)
+    log.warning("MLflow tracking server %s: %s; the run stays RUNNING there", uri, trouble)
+    leave_active_run()
+
+
+def leave_active_run() -> None:
+    """Forget this process's active run without a word to its store, which does not answer.
+
+    mlflow.end_run would tell the server (and retry for about 4 minutes before failing), and so
+    would MLflow's exit hook for a run still active; the system-metrics sampler is told to stop
+    without a last send. MLflow has no public call for this, hence its module's own records.
+    """
+    from mlflow.environment_variables import MLFLOW_RUN_ID
+    from mlflow.tracking import fluent
+
+    stack = fluent._active_run_stack.get()
+    if not stack:
+        return
+    run = stack.pop()
+    MLFLOW_RUN_ID.unset()
+    monitor = fluent.run_id_to_system_metrics_monitor.pop(run.info.run_id, None)
+    if monitor is not None:
+        monitor._shutdown_event.set()  # its daemon thread ends at its next sample, sending nothing
 
 
 def end_active_run(status: str, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
@@ -510,15 +608,198 @@ def end_run(run_id: str, status: str, tags: Mapping[str, str]) -> None:
     client.set_terminated(run_id, status)
 
 
+# --- what a tracking-server outage kept of a training run -------------------------------------
+
+UNSENT_RUNS = Path("models/unsent-runs")  # under the project root, one folder a run: kept until sent
+SEND_COMMAND = "lstm-ae send-runs"
+RECORD = "run.json"
+
+
+@dataclasses.dataclass
+class Unsent:
+    """What a run has still to send to its store: metric points, files (each with the artifact
+    folder it goes to) and the Keras file to log as the run's model."""
+
+    run_id: str
+    metrics: list[mlflow.entities.Metric]
+    files: dict[Path, str]
+    model: Path | None = None
+
+
+def metric_points(values: Mapping[str, float], step: int = 0) -> list[mlflow.entities.Metric]:
+    """``values`` as metric points stamped now, as mlflow.log_metrics would log them."""
+    now = int(time.time() * 1000)
+    return [mlflow.entities.Metric(key, float(value), now, step) for key, value in values.items()]
+
+
+def send_or_keep(unsent: Unsent, trouble: str | None = None) -> Path | None:
+    """Send what the active training run has left to log; if its tracking server does not take it
+    (``trouble``: it did not answer when training ended), keep it on disk instead and leave the
+    run in this process without a word to the server. The kept folder, or None if all was sent.
+
+    Before, the stage then failed in a chain of tracebacks and the trained model was thrown away.
+    """
+    uri = mlflow.get_tracking_uri()
+    if trouble is None:
+        try:
+            _send(unsent, uri)
+            return None
+        except OUTAGE_ERRORS as exc:
+            if (trouble := server_trouble(uri)) is None:  # the server answers: not an outage
+                raise exc from None
+    folder = _keep(unsent, uri, trouble)
+    leave_active_run()
+    return folder
+
+
+def kept_note(folder: Path) -> str:
+    """The one line that ends a stage whose run was kept: what, where, and how to send it."""
+    record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+    return (
+        f"the MLflow tracking server at {record['tracking_uri']} did not take run {record['run_id']} "
+        f"({record['reason']}); its metrics, figures and model are kept in {_shown(folder)} "
+        f"(the stage's outputs are written as usual); send them once it answers: `{SEND_COMMAND}`"
+    )
+
+
+def send_unsent_runs(run_id: str | None = None) -> int:
+    """Send the runs that outages kept (only ``run_id``'s, if given), each to the store it was
+    logging to, and forget each once it is all there; the number sent. `lstm-ae send-runs`."""
+    root = project_root() / UNSENT_RUNS
+    folders = sorted(path.parent for path in root.glob(f"{run_id or '*'}/{RECORD}"))
+    if not folders and run_id is None:
+        log.info("no run to send: %s holds none", _shown(root))
+    for folder in folders:
+        _send_kept(folder)
+    return len(folders)
+
+
+def _send(unsent: Unsent, uri: str, sent: Callable[[Unsent], None] = lambda _: None) -> None:
+    """Send each part of ``unsent`` to the run in ``uri``, calling ``sent`` after each: a kept
+    run's record then always names only what is still to send, however far a new outage lets
+    this get (a metric point sent twice is stored once)."""
+    client = mlflow.MlflowClient(uri)
+    if unsent.metrics:
+        client.log_batch(unsent.run_id, metrics=unsent.metrics)
+        unsent.metrics = []
+        sent(unsent)
+    for path, folder in list(unsent.files.items()):
+        client.log_artifact(unsent.run_id, str(path), folder)
+        del unsent.files[path]
+        sent(unsent)
+    if unsent.model is not None:
+        with _run_active(unsent.run_id, uri):
+            log_reconstruction_model(unsent.model)
+        unsent.model = None
+        sent(unsent)
+
+
+@contextlib.contextmanager
+def _run_active(run_id: str, uri: str) -> Iterator[None]:
+    """``run_id`` as the active run in ``uri`` (MLflow logs a model only to the active run): as it
+    is, or reopened and ended FINISHED, the tracking URI put back after."""
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        yield
+        return
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            yield
+    finally:
+        mlflow.set_tracking_uri(before)
+
+
+def _keep(unsent: Unsent, uri: str, reason: str) -> Path:
+    """Write ``unsent`` to models/unsent-runs/<run id>/ with copies of its files, whole or not at
+    all; it lives in the project root, so a queued experiment's temporary copy cannot take it along."""
+    folder = project_root() / UNSENT_RUNS / unsent.run_id
+    with atomic_dir(folder) as tmp:
+        files = {}
+        for path, artifact_folder in unsent.files.items():
+            copy = Path("files", artifact_folder, path.name)
+            (tmp / copy).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, tmp / copy)
+            files[copy] = artifact_folder
+        if unsent.model is not None:
+            shutil.copyfile(unsent.model, tmp / "model.keras")
+        kept = Unsent(
+            unsent.run_id, unsent.metrics, files, None if unsent.model is None else Path("model.keras")
+        )
+        (tmp / RECORD).write_text(_record(kept, uri, reason), encoding="utf-8")
+    return folder
+
+
+def _record(unsent: Unsent, uri: str, reason: str) -> str:
+    """The kept run as JSON, its paths relative to its folder."""
+    record = {
+        "run_id": unsent.run_id,
+        "tracking_uri": uri,
+        "reason": reason,
+        "metrics": [[m.key, m.value, m.timestamp, m.step] for m in unsent.metrics],
+        "files": {str(path): folder for path, folder in unsent.files.items()},
+        "model": None if unsent.model is None else str(unsent.model),
+    }
+    return json.dumps(record, indent=1) + "\n"
+
+
+def _send_kept(folder: Path) -> None:
+    """Send one kept run, then end it FINISHED and remove its folder; one line if its server
+    still does not answer, the folder then left as it is."""
+    record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+    uri = record["tracking_uri"]
+    if (trouble := server_trouble(uri)) is not None:
+        raise TrackingServerDown(
+            f"the MLflow tracking server at {uri} does not answer ({trouble}); run {record['run_id']} "
+            f"stays kept in {_shown(folder)}: run `{SEND_COMMAND}` again once it answers"
+        )
+    unsent = Unsent(
+        record["run_id"],
+        [mlflow.entities.Metric(*point) for point in record["metrics"]],
+        {folder / path: target for path, target in record["files"].items()},
+        None if record["model"] is None else folder / record["model"],
+    )
+
+    def sent(left: Unsent) -> None:
+        relative = {path.relative_to(folder): target for path, target in left.files.items()}
+        model = None if left.model is None else left.model.relative_to(folder)
+        remaining = dataclasses.replace(left, files=relative, model=model)
+        write_text(folder / RECORD, _record(remaining, uri, record["reason"]))
+
+    client = mlflow.MlflowClient(uri)
+    try:
+        _send(unsent, uri, sent)
+        client.set_terminated(unsent.run_id, "FINISHED")
+        experiment_id = client.get_run(unsent.run_id).info.experiment_id
+    except OUTAGE_ERRORS as exc:
+        raise TrackingServerDown(
+            f"sending run {record['run_id']} to {uri} failed ({first_line(exc)}); what is left of it stays "
+            f"kept in {_shown(folder)}: run `{SEND_COMMAND}` again once the server answers"
+        ) from None
+    shutil.rmtree(folder)
+    log.info("sent the kept run %s to %s; %s", unsent.run_id, uri, runs_link(experiment_id, uri))
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working folder where it lies below it, as a user would type it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 UI_BASE = "http://127.0.0.1:5000"  # where `make ui` serves the project's store
 RUNS_VIEW_KEY = "test-metrics"
 TEST_METRICS = ("test_mse", "test_psnr", "test_ssim")
 
 
-def save_runs_view(experiment_id: str) -> None:
+def save_runs_view(experiment_id: str, uri: str | None = None) -> None:
     """Store a runs-table view on the experiment, as the MLflow UI's own "Share" button does (an
     experiment tag that the ``viewStateShareKey`` URL parameter names): best test MSE first, with
-    the test metrics and the task shown.
+    the test metrics and the task shown. It goes to the store the runs log to (``uri``, default the
+    current tracking URI): a server whose experiment lacks it opens the link on MLflow's GenAI
+    overview with "share key test-metrics does not exist".
 
     MLflow keeps the columns a user picks in the browser only, so a URL can carry them this way alone.
     """
@@ -527,9 +808,16 @@ def save_runs_view(experiment_id: str) -> None:
     state = {"orderByKey": "metrics.`test_mse`", "orderByAsc": True, "selectedColumns": columns}
     now = int(time.time() * 1000)
     view = {"name": "test metrics", "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
-    mlflow.MlflowClient().set_experiment_tag(
+    mlflow.MlflowClient(uri).set_experiment_tag(
         experiment_id, f"mlflow.sharedViewState.{RUNS_VIEW_KEY}", json.dumps(view)
     )
+
+
+def ui_base(uri: str | None = None) -> str:
+    """Where the runs of ``uri`` (default: the project's tracking URI) are browsed: a tracking
+    server serves its own UI; the project's SQLite store is served by `make ui` (`mlflow ui`)."""
+    uri = uri or tracking_uri()
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_BASE
 
 
 def runs_page_url(base: str, experiment_id: str) -> str:
@@ -539,8 +827,22 @@ def runs_page_url(base: str, experiment_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs?{query}"
 
 
-def ui_url(base: str = UI_BASE) -> str:
-    """What `make ui` prints: the project's runs table, its view saved first."""
+def ui_url(base: str | None = None) -> str:
+    """What `make ui` prints: the project's runs table, its view saved first in the store the runs
+    log to; ``base`` defaults to where that store is browsed (:func:`ui_base`)."""
     experiment_id = use_project_store()
     save_runs_view(experiment_id)
-    return runs_page_url(base, experiment_id)
+    return runs_page_url(base or ui_base(), experiment_id)
+
+
+def runs_link(experiment_id: str, uri: str | None = None) -> str:
+    """One line saying where to see the runs of ``uri`` (default: the current tracking URI), for
+    the end of a stage: the runs table in the saved view (saved now; a server that stopped
+    answering just now only costs the view), and for the project's SQLite store the command that
+    serves it. MLflow's own "View experiment" link opens the GenAI overview, without the runs."""
+    uri = uri or mlflow.get_tracking_uri()
+    if server_trouble(uri) is None:
+        with contextlib.suppress(*OUTAGE_ERRORS):
+            save_runs_view(experiment_id, uri)
+    url = runs_page_url(ui_base(uri), experiment_id)
+    return f"runs: {url}" + ("" if uri.startswith(("http://", "https://")) else " (serve them: `make ui`)")

@@ -35,9 +35,10 @@ from studies import (
     tune_cli,
 )
 
-from lstm_ae.config import load_config, parse_config
+from lstm_ae.config import load_config, parse_config, set_values
 from lstm_ae.paths import TUNE_BEST, TUNE_FIGURES, TUNE_SUMMARY, TUNE_TRIALS
 from lstm_ae.stages import tune as tune_stage
+from lstm_ae.tracking import flatten_params
 from lstm_ae.tuning import search
 
 slow = pytest.mark.slow  # every test that trains, except the settings checks below
@@ -111,10 +112,9 @@ def test_reports_hold_the_best_trial_and_a_command_that_applies_it(studied: Path
     assert best["train"]["learning_rate"] == pytest.approx(study.best_params["learning_rate"], rel=1e-3)
     assert best["model"]["encoder_widths"][-1] == study.best_params["latent_size"]
     assert "dvc exp run -S" in best_text
+    assert (best["preset"], best["task"]) == ("default", "reconstruct")  # the line trains the study's task
     raw = yaml.safe_load((studied / "params.yaml").read_text(encoding="utf-8"))
-    for section, values in best.items():
-        raw[section].update(values)
-    parse_config(raw)  # the best values make a valid params.yaml
+    parse_config(set_values(raw, flatten_params(best)))  # the best values make a valid params.yaml
     summary = json.loads((studied / TUNE_SUMMARY).read_text(encoding="utf-8"))
     assert summary["best_trial"] == study.best_trial.number
     assert summary["n_complete"] + summary["n_pruned"] + summary["n_failed"] == 8

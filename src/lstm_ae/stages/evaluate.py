@@ -208,6 +208,7 @@ def run(cfg: Config) -> dict[str, float]:
         mlflow.set_tags(tracking.task_tags(corruption, cfg.model.family))
         name = tracking.registered_name(corruption, cfg.model.family) + subset_suffix(cfg)
         register(mlflow.active_run().info.run_id, results["test_mse"], name)
+        experiment_id = mlflow.active_run().info.experiment_id
     log.info(
         "test MSE %.5f (PCA-%d %.5f), PSNR %.2f dB, SSIM %.3f",
         results["test_mse"],
@@ -231,4 +232,5 @@ def run(cfg: Config) -> dict[str, float]:
             results[f"{method}_test_psnr"],
             results[f"{method}_test_ssim"],
         )
+    log.info("%s", tracking.runs_link(experiment_id))
     return results

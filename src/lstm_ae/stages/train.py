@@ -59,13 +59,16 @@ def run(cfg: Config) -> dict[str, list[float]]:
     """Train on the train split for cfg.task, early-stop on validation, and log everything to one
     MLflow run.
 
-    The run stays open for the evaluate stage: its id goes to models/mlflow_run.json.
+    The run stays open for the evaluate stage: its id goes to models/mlflow_run.json. A tracking
+    server that does not answer by the end of training costs no output: what the run had left to
+    log is kept in models/unsent-runs/ (tracking.send_or_keep) and the stage ends with one warning.
     """
     keras.utils.set_random_seed(cfg.seed)
     warn_if_bfloat16_is_emulated(cfg)
     data = load_dataset(PROCESSED).scaled()
     model = build_model(cfg.model)
-    tracking.use_project_store()
+    experiment_id = tracking.use_project_store()
+    logger = tracking.EpochLogger(keep_after_outage=True)
     with (
         tracking.start_training_run(
             tracking.run_name(),
@@ -77,7 +80,7 @@ def run(cfg: Config) -> dict[str, list[float]]:
         tracking.ended_as_it_failed(),
     ):
         tracking.log_training_data(PROCESSED, data.archive_md5, data.x_train)
-        mlflow.log_params(tracking.flatten_params(cfg.model_dump(mode="json")))
+        tracking.log_new_params(tracking.flatten_params(cfg.model_dump(mode="json")))
         mlflow.log_params(
             {"n_train": len(data.x_train), "n_val": len(data.x_val), "param_count": model.count_params()}
         )
@@ -86,25 +89,27 @@ def run(cfg: Config) -> dict[str, list[float]]:
             data.x_train,
             data.x_val,
             cfg.train,
-            callbacks=[tracking.EpochLogger()],
+            callbacks=[logger],
             corruption=cfg.input_corruption,
             seed=cfg.seed,
         )
         best = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
-        mlflow.log_metrics({"best_epoch": best + 1, "best_val_loss": history["val_loss"][best]})
-
         loss_figure = figures.loss_curves(history)
         with atomic_path(LOSS_FIGURE) as tmp:
             loss_figure.savefig(tmp, dpi=100)
         write_text(HISTORY, history_csv(history))
-        tracking.log_figures({"loss": loss_figure}, "train")
         # The model file is written last among the heavy outputs, so a failure above keeps the old
-        # one; the logged model is that same file, logged before it replaces the old one.
+        # one; the logged (or kept) model is that same file, logged before it replaces the old one.
+        summary = {"best_epoch": best + 1, "best_val_loss": history["val_loss"][best]}
         with atomic_path(MODEL) as tmp:
             model.save(tmp)
-            tracking.log_reconstruction_model(tmp)
+            metrics = logger.unsent + tracking.metric_points(summary)
+            unsent = tracking.Unsent(active.info.run_id, metrics, {LOSS_FIGURE: "train"}, tmp)
+            kept = tracking.send_or_keep(unsent, logger.trouble)
         tracking.save_reconstruction_model(MODEL, SERVED_MODEL)
-        write_text(RUN_INFO, json.dumps({"run_id": active.info.run_id}, indent=2) + "\n")
+        # What the model is bound to goes beside the run id: evaluate refuses other settings.
+        run_info = {"run_id": active.info.run_id, "model_identity": cfg.model_identity()}
+        write_text(RUN_INFO, json.dumps(run_info, indent=2) + "\n")
     log.info(
         "best epoch %d of %d, val_loss %.5f -> %s",
         best + 1,
@@ -112,4 +117,8 @@ def run(cfg: Config) -> dict[str, list[float]]:
         history["val_loss"][best],
         MODEL,
     )
+    if kept is None:
+        log.info("%s", tracking.runs_link(experiment_id))
+    else:
+        log.warning("%s", tracking.kept_note(kept))
     return history

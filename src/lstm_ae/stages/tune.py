@@ -123,6 +123,9 @@ def run(cfg: Config, isolate: bool = True, progress: bool = False) -> dict:
     tune = cfg.tune
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data_md5 = read_archive_md5(PROCESSED)  # first: a missing data set fails before any study exists
+    # A study is not the run `mlflow run` made: it keeps its own parent run in the project's
+    # experiment, and its trials are that run's children (tracking.point_to_study).
+    launched = os.environ.pop("MLFLOW_RUN_ID", None)
     experiment_id = tracking.use_project_store()
     storage = search.open_storage(
         tune.storage, tracking.project_root(), tune.heartbeat_s, on_stale=stale_trial
@@ -157,8 +160,8 @@ def run(cfg: Config, isolate: bool = True, progress: bool = False) -> dict:
             parent_id,
             params=[mlflow.entities.Param(k, str(v)) for k, v in tracking.flatten_params(params).items()],
         )
-    # Trials must not resume the run that `mlflow run` handed us: they are its children.
-    os.environ.pop("MLFLOW_RUN_ID", None)
+    if launched:
+        tracking.point_to_study(launched, parent_id, experiment_id)
 
     finished = search.finished_trials(study)
     budget = tune.n_trials - finished
