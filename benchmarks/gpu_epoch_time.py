@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Epoch time of the project's LSTM autoencoder for both output heads (Keras 3, JAX backend by default).
+"""How long is an epoch on a GPU, and which LSTMs run on cuDNN? (benchmarks/gpu_epoch_time.md)
+
+Epoch time of the project's LSTM autoencoder for both output heads (Keras 3, JAX backend by
+default). Its table is benchmarks/gpu_epoch_time.md, which docs/results.md links (Throughput of
+the report's model: GPU epoch times).
 
 Builds the model with ``lstm_ae.model.autoencoder.build_autoencoder`` and compiles it with
 ``lstm_ae.model.fit.compile_autoencoder`` (Adam + MSE, params.yaml's learning-rate schedule),

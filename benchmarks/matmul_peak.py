@@ -1,5 +1,9 @@
-"""The CPU's matrix-multiply ceiling in float32 and bfloat16, at the LSTM's own shapes and at a
-large square one: what bounds the throughput of the report's model (issue 4, goal 3).
+"""How fast does this CPU multiply at the LSTMs' shapes? (docs/results.md: Why float32 cannot reach 2x)
+
+The CPU's matrix-multiply ceiling in float32 and bfloat16, at the LSTM's own shapes and at a
+large square one: what bounds the throughput of the report's model, and so whether it can train
+twice the samples per second on this CPU (docs/results.md, Throughput of the report's model:
+Why float32 cannot reach 2x, and On an AVX2-only CPU).
 
 An LSTM step is one matrix product of (batch, inputs + units) by (inputs + units, 4 x units);
 the report's first encoder LSTM has 96 inputs and 512 units, so at batch 128 that is

@@ -1,5 +1,9 @@
-"""Many processes logging to MLflow at once: through a tracking server on PostgreSQL, and to the
-SQLite file that is the project's default, side by side in one run with the same load.
+"""Does the tracking server lose metrics under 8 writers? (docs/results.md: Tracking server under load)
+
+Many processes logging to MLflow at once: through a tracking server on PostgreSQL, and to the
+SQLite file that is the project's default, side by side in one run with the same load. Behind the
+table of docs/results.md (Tracking server under load) and the failed first run in
+docs/tracking-server.md (Under load).
 
     python benchmarks/mlflow_server_load.py --workers 8 --runs 5 --epochs 50 \
         --out benchmarks/results/mlflow_server_load-2026-12-02.json
@@ -26,12 +30,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# The throw-away PostgreSQL, the server and the load are the tests' own helpers.
-sys.path.insert(0, str(REPO / "tests" / "helpers"))
+# The throw-away PostgreSQL, the server and the load are the tests' own helpers (tests.helpers);
+# tests/helpers is on the path too for helpers that import each other by their bare names.
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "helpers")]
 
-from mlflow_load import EPOCH_METRICS, check_store, log_runs
-from postgres import throwaway_postgres
-from servers import TrackingServer
+from tests.helpers.mlflow_load import EPOCH_METRICS, check_store, log_runs
+from tests.helpers.postgres import throwaway_postgres
+from tests.helpers.servers import TrackingServer
 
 
 def measure(store: str, uri: str, workers: int, runs: int, epochs: int) -> dict:

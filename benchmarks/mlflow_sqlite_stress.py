@@ -1,4 +1,7 @@
-"""Several processes writing to one SQLite MLflow store at once, with and without a busy timeout.
+"""Do concurrent writers lose runs in the SQLite MLflow store? (docs/reliability.md: Under load)
+
+Several processes writing to one SQLite MLflow store at once, with and without a busy timeout: the
+busy-timeout table of docs/reliability.md (Under load).
 
 MLflow sets `PRAGMA busy_timeout = 20000` on every SQLite session: a writer that finds the
 database locked waits up to 20 s instead of failing with "database is locked". This script

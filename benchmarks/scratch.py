@@ -1,5 +1,9 @@
-"""Scratch space for benchmarks: a working folder for studies, so they never overwrite the
-project's reports, and benchmarks/out, where screens append their result lines.
+"""Where do benchmark studies run without touching reports/tune? (helper; docs/results.md: Tuning studies)
+
+Scratch space for benchmarks: a working folder for the studies of tune_pruning.py and
+tune_workers.py, so they never overwrite the project's reports. It answers no question of its own;
+the figures that depend on it are those two scripts' (docs/results.md: Tuning studies;
+docs/reliability.md: Under load).
 
 `lstm-ae tune` writes reports/tune (the study in docs/tuning.md, committed) relative to its working
 folder. A benchmark study runs in a folder of its own that links the processed data set and
@@ -9,7 +13,6 @@ MLflow store and relative Optuna storage paths still resolve to the project, rep
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -24,13 +27,3 @@ def scratch_project(folder: Path, params: Path = Path("params.yaml")) -> tuple[P
         link.unlink(missing_ok=True)
         link.symlink_to(target)
     return folder, {**os.environ, "DVC_ROOT": str(root)}
-
-
-def record(name: str, row: dict) -> None:
-    """Append ``row`` as one JSON line to benchmarks/out/``name``.jsonl and print it: a screen runs
-    one variant per process, so each process adds its line to the same file."""
-    out = Path("benchmarks/out") / f"{name}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a") as f:
-        f.write(json.dumps(row) + "\n")
-    print(json.dumps(row))

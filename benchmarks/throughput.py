@@ -1,5 +1,11 @@
-"""Training throughput of the report's model: its plain script against our train path and
-compiler/batch options, each in a fresh process on the same images.
+"""Which way of training the report's model is fastest? (docs/results.md: Throughput of the report's model)
+
+Training throughput of the report's model: its plain script against our train path and
+compiler, batch-size and precision options, each in a fresh process on the same images. It
+answers the throughput questions: does our train path (callbacks, MLflow logging) cost anything
+over a plain model.fit, and can XLA, unrolled loops, larger batches or bfloat16 train twice the
+samples per second on this CPU? Every run in docs/results.md's section Throughput of the
+report's model is one of this script's, with its command and result file.
 
 Run in the project root after `dvc repro preprocess` (the full data set), e.g.
 

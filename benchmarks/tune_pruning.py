@@ -1,4 +1,7 @@
-"""Same study with and without pruning: trial-epochs, wall time, best validation MSE, importances.
+"""Does pruning make a tuning study cheaper and still find its best trial? (docs/results.md: Tuning studies)
+
+The same study with and without pruning: trial-epochs, wall time, best validation MSE, importances
+(the Pruning table of docs/results.md, Tuning studies).
 
 Run in the project root after `dvc repro preprocess` (the full data set), e.g.
 

@@ -1,4 +1,8 @@
-"""Several workers on one study under load: trial count, failures, duplicates, wall time, memory.
+"""Does a study run by several workers lose or repeat trials? (docs/reliability.md: Under load)
+
+Several workers, or several trials per process, on one study under load: trial count, failures,
+duplicates, wall time, memory. Behind the workers and storages table of docs/reliability.md (Under
+load) and the trials-per-process figures of docs/results.md (Tuning studies).
 
 Run in the project root after `dvc repro preprocess` (the full data set), e.g.
 
