@@ -30,9 +30,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# The throw-away PostgreSQL, the server and the load are the tests' own helpers (tests.helpers);
-# tests/helpers is on the path too for helpers that import each other by their bare names.
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "helpers")]
+# The throw-away PostgreSQL, the server and the load are the tests' own helpers (tests.helpers).
+sys.path[:0] = [str(REPO)]
 
 from tests.helpers.mlflow_load import EPOCH_METRICS, check_store, log_runs
 from tests.helpers.postgres import throwaway_postgres

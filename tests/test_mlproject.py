@@ -12,8 +12,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from projects import REPO, cli_env
-from studies import make_project, mlflow_runs, split_runs
+
+from tests.helpers.projects import REPO, cli_env
+from tests.helpers.studies import make_project, mlflow_runs, split_runs
 
 pytestmark = pytest.mark.slow
 

@@ -19,17 +19,17 @@ import keras
 import mlflow
 import numpy as np
 import pytest
-from archives import make_archive, official_contents
-from mlflow_load import EPOCH_METRICS, check_store, log_runs
 from optuna.trial import TrialState
-from postgres import Cluster, require_postgres, throwaway_postgres
-from projects import cli_env, make_tiny_project
-from servers import TrackingServer, free_port, model_server, post_json
-from studies import assert_one_child_run_per_trial, load_study, make_project
 
 from lstm_ae import tracking
 from lstm_ae.model.saved import load_model
 from lstm_ae.paths import HISTORY, LOSS_FIGURE, MODEL, RUN_INFO, SERVED_MODEL, TUNE_BEST, TUNE_SUMMARY
+from tests.helpers.archives import make_archive, official_contents
+from tests.helpers.mlflow_load import EPOCH_METRICS, check_store, log_runs
+from tests.helpers.postgres import Cluster, require_postgres, throwaway_postgres
+from tests.helpers.projects import cli_env, make_tiny_project
+from tests.helpers.servers import TrackingServer, free_port, model_server, post_json
+from tests.helpers.studies import assert_one_child_run_per_trial, load_study, make_project
 from tests.test_pipeline import TINY_MODEL, commit, copy_project, md5, set_params, tool_env
 from tests.test_ui import assert_runs_table, lstm_ae, printed_runs_link, render, ui_url
 

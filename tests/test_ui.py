@@ -21,8 +21,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from projects import cli_env, make_tiny_project
-from servers import free_port
+
+from tests.helpers.projects import cli_env, make_tiny_project
+from tests.helpers.servers import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from archives import BATCHES, CLASS_NAMES, make_archive, official_contents, random_batch
 
 from lstm_ae.data.cifar import ArchiveError, read_archive, restricted_load
+from tests.helpers.archives import BATCHES, CLASS_NAMES, make_archive, official_contents, random_batch
 
 
 def _member(name: str, **attrs: object) -> tarfile.TarInfo:

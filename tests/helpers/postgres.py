@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from servers import free_port
+from tests.helpers.servers import free_port
 
 
 def postgres_bin() -> Path | None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from servers import free_port, stop
+from tests.helpers.servers import free_port, stop
 
 SSHD = Path("/usr/sbin/sshd") if Path("/usr/sbin/sshd").exists() else shutil.which("sshd")
 # sshd refuses to start as root without its privilege separation folder; Debian's service makes it.

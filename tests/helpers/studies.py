@@ -14,9 +14,9 @@ from pathlib import Path
 import mlflow
 import optuna
 from optuna.trial import TrialState
-from projects import cli_env, make_tiny_project
 
 from lstm_ae.tuning import search
+from tests.helpers.projects import cli_env, make_tiny_project
 
 TINY_SEARCH = {
     "latent_size": [4, 8],

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_models import save_restorer
+
+from tests.helpers.tiny_models import save_restorer
 
 LOAD = """
 import sys

@@ -58,9 +58,9 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
-from servers import model_server, post_json
 
 import lstm_ae
+from tests.helpers.servers import model_server, post_json
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "model_logged_before_layout_move"
 NAME = "cifar10-lstm-autoencoder"  # tracking.REGISTERED_MODEL; importing tracking would load TensorFlow

@@ -10,11 +10,11 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from tiny_models import save_fixed_size_model, save_restorer
 
 from lstm_ae import tracking
 from lstm_ae.serving.inference import ImageInputError
 from lstm_ae.serving.pyfunc import ImageRequestError
+from tests.helpers.tiny_models import save_fixed_size_model, save_restorer
 
 
 def served(keras_file: Path, folder: Path) -> mlflow.pyfunc.PyFuncModel:

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_models import save_fixed_size_model, save_restorer
 
 from lstm_ae import cli, tracking
 from lstm_ae.serving import reconstruct
 from lstm_ae.serving.reconstruct import batches, figure_names
+from tests.helpers.tiny_models import save_fixed_size_model, save_restorer
 
 
 @pytest.fixture(scope="module")

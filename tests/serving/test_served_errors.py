@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from servers import model_server, post_json
-from tiny_models import save_fixed_size_model
 
 from lstm_ae import tracking
+from tests.helpers.servers import model_server, post_json
+from tests.helpers.tiny_models import save_fixed_size_model
 
 GOOD = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).tolist()
 

@@ -10,13 +10,13 @@ import matplotlib.image
 import mlflow
 import numpy as np
 import pytest
-from projects import REPO, make_tiny_project
 
 from lstm_ae import cli
 from lstm_ae.config import load_config
 from lstm_ae.model.saved import ModelFileError, load_model
 from lstm_ae.paths import EVAL_FIGURES, METRICS
 from lstm_ae.stages.evaluate import ModelMismatchError, require_same_model
+from tests.helpers.projects import REPO, make_tiny_project
 
 
 def save_model_that_writes(marker: Path, path: Path) -> None:

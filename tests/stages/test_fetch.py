@@ -7,12 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from archives import make_archive
-from projects import make_tiny_project
 
 from lstm_ae import cli
 from lstm_ae.paths import RAW_ARCHIVE
 from lstm_ae.stages.fetch import source
+from tests.helpers.archives import make_archive
+from tests.helpers.projects import make_tiny_project
 
 MIRROR = "data/external/cifar-10-python.tar.gz"
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from archives import BATCHES, make_archive, official_contents
-from projects import make_tiny_project
 
 from lstm_ae.config import load_config
 from lstm_ae.data.dataset import load_dataset
 from lstm_ae.paths import PROCESSED, RAW_ARCHIVE
 from lstm_ae.stages import preprocess
+from tests.helpers.archives import BATCHES, make_archive, official_contents
+from tests.helpers.projects import make_tiny_project
 
 
 def test_max_images_keep_the_first_images_and_split_only_those(in_project: Path) -> None:

@@ -12,13 +12,11 @@ from pathlib import Path
 import keras
 import mlflow
 import pytest
-from projects import cli_env, make_tiny_project
 
 from lstm_ae import cli
 from lstm_ae.paths import HISTORY, LOSS_FIGURE, MODEL, RUN_INFO
 from lstm_ae.stages import train as train_stage
-
-slow = pytest.mark.slow
+from tests.helpers.projects import cli_env, make_tiny_project
 
 TINY_MODEL = {"encoder_widths": [8], "decoder_widths": [8], "head": "dense"}
 OUTPUTS = (MODEL, RUN_INFO, HISTORY, LOSS_FIGURE)
@@ -50,7 +48,7 @@ def only_run(project: Path) -> mlflow.entities.Run:
     return runs[0] if runs else None
 
 
-@slow
+@pytest.mark.slow
 def test_a_nan_loss_fails_the_run_and_keeps_the_previous_model(tmp_path: Path, monkeypatch, capsys) -> None:
     for name in ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
         monkeypatch.delenv(name, raising=False)
@@ -75,7 +73,7 @@ def test_a_nan_loss_fails_the_run_and_keeps_the_previous_model(tmp_path: Path, m
     assert_unchanged(tmp_path, kept)
 
 
-@slow
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupt_during_training_ends_the_run_killed_and_keeps_the_previous_outputs(
     signum: int, tmp_path: Path

@@ -23,9 +23,15 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from projects import make_tiny_project
-from servers import free_port
-from studies import (
+
+from lstm_ae.config import load_config, parse_config, set_values
+from lstm_ae.paths import TUNE_BEST, TUNE_FIGURES, TUNE_SUMMARY, TUNE_TRIALS
+from lstm_ae.stages import tune as tune_stage
+from lstm_ae.tracking import flatten_params
+from lstm_ae.tuning import search
+from tests.helpers.projects import make_tiny_project
+from tests.helpers.servers import free_port
+from tests.helpers.studies import (
     TINY_SEARCH,
     assert_one_child_run_per_trial,
     load_study,
@@ -35,13 +41,6 @@ from studies import (
     tune_cli,
 )
 
-from lstm_ae.config import load_config, parse_config, set_values
-from lstm_ae.paths import TUNE_BEST, TUNE_FIGURES, TUNE_SUMMARY, TUNE_TRIALS
-from lstm_ae.stages import tune as tune_stage
-from lstm_ae.tracking import flatten_params
-from lstm_ae.tuning import search
-
-slow = pytest.mark.slow  # every test that trains, except the settings checks below
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -56,7 +55,7 @@ def studied(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
-@slow
+@pytest.mark.slow
 def test_a_study_runs_the_requested_trials_as_child_runs_of_one_parent(studied: Path) -> None:
     study = load_study(studied)
     assert len(study.trials) == 8
@@ -94,7 +93,7 @@ def test_a_study_runs_the_requested_trials_as_child_runs_of_one_parent(studied: 
     } <= artifacts
 
 
-@slow
+@pytest.mark.slow
 def test_memory_stays_flat_over_trials(studied: Path) -> None:
     """Each trial runs in a fresh process; in one process TensorFlow grows ~17 MiB per model."""
     study = load_study(studied)
@@ -104,7 +103,7 @@ def test_memory_stays_flat_over_trials(studied: Path) -> None:
     assert max(rss) - min(rss) < 80, rss
 
 
-@slow
+@pytest.mark.slow
 def test_reports_hold_the_best_trial_and_a_command_that_applies_it(studied: Path) -> None:
     study = load_study(studied)
     best_text = (studied / TUNE_BEST).read_text(encoding="utf-8")
@@ -130,7 +129,7 @@ def test_reports_hold_the_best_trial_and_a_command_that_applies_it(studied: Path
     assert "oneDNN" not in log  # TensorFlow's import banner is muted in every trial process
 
 
-@slow
+@pytest.mark.slow
 def test_running_again_tops_the_study_up_and_reuses_its_parent_run(studied: Path) -> None:
     parent_before = load_study(studied).user_attrs["mlflow_parent_run_id"]
     result = tune_cli(studied)  # n_trials 8 reached: nothing to run
@@ -145,7 +144,7 @@ def test_running_again_tops_the_study_up_and_reuses_its_parent_run(studied: Path
     assert_one_child_run_per_trial(study, children, parent_before)
 
 
-@slow
+@pytest.mark.slow
 def test_a_changed_search_space_needs_a_new_study_name(studied: Path) -> None:
     params = studied / "params.yaml"
     original = params.read_text(encoding="utf-8")
@@ -163,14 +162,14 @@ def test_a_changed_search_space_needs_a_new_study_name(studied: Path) -> None:
     assert (studied / TUNE_SUMMARY).read_bytes() == summary_before
 
 
-@slow
+@pytest.mark.slow
 def test_bad_option_fails_before_any_work(studied: Path) -> None:
     result = tune_cli(studied, "--workers", "0", check=False)
     assert result.returncode == 2
     assert "tune.workers: Input should be greater than or equal to 1" in result.stderr
 
 
-@slow
+@pytest.mark.slow
 def test_optuna_dashboard_serves_the_study(studied: Path) -> None:
     port = free_port()
     dashboard = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
@@ -266,7 +265,7 @@ class PruneOddTrials(optuna.pruners.BasePruner):
         return trial.number % 2 == 1
 
 
-@slow
+@pytest.mark.slow
 def test_a_pruned_trial_stops_after_the_epoch_and_is_recorded_as_pruned(
     in_project: Path, monkeypatch
 ) -> None:
@@ -299,7 +298,7 @@ def nan_on_second_build(real_build):
     return build
 
 
-@slow
+@pytest.mark.slow
 def test_a_nan_trial_is_recorded_as_failed_and_the_study_goes_on(in_project: Path, monkeypatch) -> None:
     make_project(in_project, n_trials=3, pruner="none")
     monkeypatch.setattr(search, "build_model", nan_on_second_build(search.build_model))
@@ -316,7 +315,7 @@ def test_a_nan_trial_is_recorded_as_failed_and_the_study_goes_on(in_project: Pat
     assert search.finished_trials(load_study(in_project)) == 3
 
 
-@slow
+@pytest.mark.slow
 def test_a_study_without_a_complete_trial_keeps_the_previous_reports(in_project: Path, monkeypatch) -> None:
     make_project(in_project, n_trials=2, pruner="none")
     (in_project / TUNE_SUMMARY).parent.mkdir(parents=True)
@@ -334,7 +333,7 @@ def test_a_study_without_a_complete_trial_keeps_the_previous_reports(in_project:
     assert parents[0].info.status == "FAILED"
 
 
-@slow
+@pytest.mark.slow
 def test_a_restoration_study_trains_every_trial_on_the_task_and_keeps_to_it(in_project: Path) -> None:
     settings = {"study_name": "tiny", "n_trials": 2, "max_epochs": 1, "train_images": 96, "val_images": 48}
     make_tiny_project(in_project, task="denoise", tune={**settings, "search": TINY_SEARCH, "pruner": "none"})

@@ -20,9 +20,15 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from postgres import Cluster, require_postgres, throwaway_postgres
-from projects import cli_env
-from studies import (
+
+from lstm_ae import startup
+from lstm_ae.config import load_config
+from lstm_ae.paths import TUNE_SUMMARY
+from lstm_ae.stages import tune as tune_stage
+from lstm_ae.tuning import search, workers
+from tests.helpers.postgres import Cluster, require_postgres, throwaway_postgres
+from tests.helpers.projects import cli_env
+from tests.helpers.studies import (
     assert_one_child_run_per_trial,
     load_study,
     make_project,
@@ -33,16 +39,8 @@ from studies import (
     wait_for_trials,
 )
 
-from lstm_ae import startup
-from lstm_ae.config import load_config
-from lstm_ae.paths import TUNE_SUMMARY
-from lstm_ae.stages import tune as tune_stage
-from lstm_ae.tuning import search, workers
 
-slow = pytest.mark.slow
-
-
-@slow
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "to_group"),
     [(signal.SIGINT, True), (signal.SIGTERM, False)],
@@ -78,7 +76,7 @@ def test_an_interrupt_keeps_finished_trials_and_the_same_command_continues(
     assert search.finished_trials(load_study(project)) == 4
 
 
-@slow
+@pytest.mark.slow
 def test_a_killed_trial_process_is_marked_failed_and_the_study_goes_on(tmp_path: Path) -> None:
     """kill -9 (or the OOM killer) on a trial's process: the trial fails, and the trials that
     process had yet to run go to the next one."""
@@ -102,7 +100,7 @@ def test_a_killed_trial_process_is_marked_failed_and_the_study_goes_on(tmp_path:
     assert killed[0].info.status == "FAILED" and "killed by signal 9" in killed[0].data.tags["error"]
 
 
-@slow
+@pytest.mark.slow
 def test_a_worker_lost_on_another_machine_is_failed_by_optunas_heartbeat(tmp_path: Path) -> None:
     """SIGKILL to the whole command (runner and trial process): nothing records the end. The
     trial is then made to look as if it ran on another machine, where this machine cannot see
@@ -143,7 +141,7 @@ def test_a_worker_lost_on_another_machine_is_failed_by_optunas_heartbeat(tmp_pat
     assert lost[0].info.status == "FAILED" and "stopped sending heartbeats" in lost[0].data.tags["error"]
 
 
-@slow
+@pytest.mark.slow
 def test_the_time_budget_stops_starting_trials(tmp_path: Path) -> None:
     project = make_project(tmp_path, n_trials=10)
     # The first trial starts at once and outlasts the budget; its process (given up to 3
@@ -189,7 +187,7 @@ def test_the_report_waits_for_the_trials_other_commands_are_running() -> None:
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
 
 
-@slow
+@pytest.mark.slow
 def test_in_a_terminal_a_bar_counts_trials_and_each_trial_line_is_printed_once(
     in_project: Path, capfd
 ) -> None:
@@ -250,7 +248,7 @@ def postgres_url(postgres: Cluster) -> str:
     return postgres.create("optuna")
 
 
-@slow
+@pytest.mark.slow
 def test_commands_opening_a_new_postgresql_database_at_once_all_open_it(postgres: Cluster) -> None:
     """Two machines starting on a new database: Optuna creates its tables on first open, and four
     at once collided in PostgreSQL's catalog ("duplicate key value violates unique constraint
@@ -271,7 +269,7 @@ def test_commands_opening_a_new_postgresql_database_at_once_all_open_it(postgres
     assert results == ["opened"] * 4
 
 
-@slow
+@pytest.mark.slow
 def test_four_workers_on_postgresql_record_every_trial_once(tmp_path: Path, postgres_url: str) -> None:
     """Four trial processes writing to one PostgreSQL study at once (the journal-storage study
     above covers a slot taking a second trial)."""
@@ -286,7 +284,7 @@ def test_four_workers_on_postgresql_record_every_trial_once(tmp_path: Path, post
     assert_one_child_run_per_trial(study, children, parents[0].info.run_id)
 
 
-@slow
+@pytest.mark.slow
 def test_two_commands_at_once_share_one_postgresql_study(tmp_path: Path, postgres_url: str) -> None:
     """As on two machines: both fill one study; neither loses nor repeats a trial."""
     project = make_project(tmp_path, n_trials=6, workers=2, storage=postgres_url, study_name="pg-shared")

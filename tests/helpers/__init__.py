@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: tiny projects, archives, models, studies and servers."""
