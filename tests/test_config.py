@@ -226,6 +226,8 @@ def test_the_restorer_on_task_reconstruct_is_refused_in_one_line() -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(raw)
     assert_one_line(error, "model.family", "would learn the identity", "set task to deblur or denoise")
+    assert ": : " not in str(error.value)  # a check across sections has no key of its own to print
+    assert str(error.value).startswith("params.yaml: model.family restorer adds a correction")
     raw["task"] = "denoise"
     assert parse_config(raw).model.family == "restorer"
 

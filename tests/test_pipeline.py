@@ -277,8 +277,14 @@ def test_bad_md5_fails_cleanly_and_keeps_previous_outputs(pipeline: Path) -> Non
 
 
 def test_queued_experiment_lands_in_the_project_store(pipeline: Path) -> None:
-    """`dvc exp run --queue` runs in a temporary copy; its MLflow run must still reach our store."""
-    sh(pipeline, "dvc", "exp", "run", "--queue", "-S", "train.max_epochs=1")
+    """`dvc exp run --queue` runs in a temporary copy; its MLflow run must still reach our store, and
+    a preset file not yet committed still counts (DVC composes params.yaml before it queues)."""
+    preset = pipeline / "conf" / "preset" / "queued.yaml"
+    preset.write_text("# @package _global_\npreset: queued\ntrain:\n  max_epochs: 1\n", encoding="utf-8")
+    try:
+        sh(pipeline, "dvc", "exp", "run", "--queue", "-S", "preset=queued")
+    finally:
+        preset.unlink()
     sh(pipeline, "dvc", "queue", "start", "-j", "1")
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -288,9 +294,10 @@ def test_queued_experiment_lands_in_the_project_store(pipeline: Path) -> None:
         time.sleep(3)
     sh(pipeline, "dvc", "queue", "stop", "--kill", check=False)
     assert "Success" in status, status
-    queued = [r for r in project_runs(pipeline) if r.data.params.get("train.max_epochs") == "1"]
+    queued = [r for r in project_runs(pipeline) if r.data.params.get("preset") == "queued"]
     assert len(queued) == 1
     (run,) = queued
+    assert run.data.params["train.max_epochs"] == "1"
     assert run.data.tags.get("dvc_exp_name") and "test_mse" in run.data.metrics
     assert run.info.artifact_uri.startswith((pipeline / "mlartifacts").as_uri())
     shown = json.loads(sh(pipeline, "dvc", "exp", "show", "--json").stdout)

@@ -16,7 +16,10 @@ Widths = tuple[int, ...]
 
 
 def config(encoder: Widths = (8, 4), decoder: Widths = (4,), head: str = "lstm") -> ModelConfig:
-    return ModelConfig(encoder_widths=encoder, decoder_widths=decoder, head=head)
+    """The report's kind of model: one-way LSTMs, no row index (the settings' defaults are the other)."""
+    return ModelConfig(
+        encoder_widths=encoder, decoder_widths=decoder, head=head, bidirectional=False, row_index=False
+    )
 
 
 def lstms(model: keras.Model) -> list[keras.layers.LSTM]:
@@ -84,7 +87,9 @@ def test_layers_follow_the_widths(encoder: Widths, decoder: Widths, head: str, n
 
 def test_bidirectional_halves_each_width_per_direction_and_keeps_the_latent_size() -> None:
     model = build_autoencoder(
-        ModelConfig(encoder_widths=(8, 4), decoder_widths=(6,), head="dense", bidirectional=True)
+        ModelConfig(
+            encoder_widths=(8, 4), decoder_widths=(6,), head="dense", bidirectional=True, row_index=False
+        )
     )
     wrappers = [layer for layer in model.layers if isinstance(layer, keras.layers.Bidirectional)]
     assert [w.name for w in wrappers] == ["encoder_lstm_1", "encoder_lstm_2", "decoder_lstm_1"]
@@ -120,7 +125,9 @@ def test_bidirectional_lstms_stay_cudnn_eligible() -> None:
 
 def test_row_index_gives_the_decoder_each_rows_index_and_nothing_from_the_image() -> None:
     model = build_autoencoder(
-        ModelConfig(encoder_widths=(4,), decoder_widths=(6,), head="dense", row_index=True)
+        ModelConfig(
+            encoder_widths=(4,), decoder_widths=(6,), head="dense", bidirectional=False, row_index=True
+        )
     )
     repeat, rows = model.get_layer("repeat_latent"), model.get_layer("row_index")
     assert rows.input is repeat.output and model.get_layer("decoder_lstm_1").input is rows.output

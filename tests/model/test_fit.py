@@ -16,7 +16,9 @@ from lstm_ae.model.autoencoder import build_autoencoder
 from lstm_ae.model.fit import TrainingDiverged, fit, learning_rate, noisy_batches
 from lstm_ae.startup import handle_signals
 
-TINY = ModelConfig(encoder_widths=(8, 4), decoder_widths=(4,), head="dense")
+TINY = ModelConfig(
+    encoder_widths=(8, 4), decoder_widths=(4,), head="dense", bidirectional=False, row_index=False
+)
 
 
 def gradients(n: int, seed: int) -> np.ndarray:
@@ -28,7 +30,8 @@ def gradients(n: int, seed: int) -> np.ndarray:
 
 
 def train_config(**changes: float | str) -> TrainConfig:
-    settings = {"learning_rate": 0.01, "batch_size": 16, "max_epochs": 3, "patience": 10} | changes
+    base = {"learning_rate": 0.01, "batch_size": 16, "max_epochs": 3, "patience": 10, "schedule": "constant"}
+    settings = base | changes
     return TrainConfig(**settings)
 
 
