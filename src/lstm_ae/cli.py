@@ -52,40 +52,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for name, summary in STAGES.items():
-        stage = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
-        stage.add_argument(
-            "--params", type=Path, default=Path("params.yaml"), help="settings file (default: %(default)s)"
-        )
-        stage.add_argument(
-            "--preset",
-            metavar="NAME",
-            help="lay conf/preset/NAME.yaml over the settings file (default: none, the file as it is)",
-        )
-        stage.add_argument(
-            "-S",
-            "--set",
-            dest="values",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="set one key, e.g. train.max_epochs=3, after the preset (repeatable; as `dvc exp run -S`; "
-            "`--train.max_epochs 3`, the form `mlflow run -P` passes, works too)",
-        )
-        stage.add_argument(
-            "-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only"
-        )
-        if name == "tune":
-            for key, (kind, metavar, text) in TUNE_OPTIONS.items():
-                flag = "--timeout" if key == "timeout_s" else "--" + key.replace("_", "-")
-                # The underscore spelling is what `mlflow run -P key=value` passes through.
-                flags = dict.fromkeys([flag, f"--{key}"])
-                stage.add_argument(
-                    *flags,
-                    dest=key,
-                    type=kind,
-                    metavar=metavar,
-                    help=f"{text} (default: tune.{key} in params.yaml)",
-                )
+        _add_stage(sub, name, summary)
+    _add_reconstruct(sub)
+    _add_tracking_server(sub)
+    summary = "send the runs a tracking-server outage kept (models/unsent-runs/) to their server"
+    sender = sub.add_parser(SENDER, help=summary, description=summary[0].upper() + summary[1:] + ".")
+    sender.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    return parser
+
+
+def _add_stage(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
+    """One pipeline stage: the settings file, a preset and single values over it, in that order."""
+    stage = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+    stage.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="settings file (default: %(default)s)"
+    )
+    stage.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="lay conf/preset/NAME.yaml over the settings file (default: none, the file as it is)",
+    )
+    stage.add_argument(
+        "-S",
+        "--set",
+        dest="values",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set one key, e.g. train.max_epochs=3, after the preset (repeatable; as `dvc exp run -S`; "
+        "`--train.max_epochs 3`, the form `mlflow run -P` passes, works too)",
+    )
+    stage.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only"
+    )
+    if name == "tune":
+        for key, (kind, metavar, text) in TUNE_OPTIONS.items():
+            flag = "--timeout" if key == "timeout_s" else "--" + key.replace("_", "-")
+            # The underscore spelling is what `mlflow run -P key=value` passes through.
+            flags = dict.fromkeys([flag, f"--{key}"])
+            stage.add_argument(
+                *flags,
+                dest=key,
+                type=kind,
+                metavar=metavar,
+                help=f"{text} (default: tune.{key} in params.yaml)",
+            )
+
+
+def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
     tool = sub.add_parser(
         "reconstruct",
         help=TOOLS["reconstruct"],
@@ -108,11 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("reports/reconstruct"), help="output folder (default: %(default)s)"
     )
     tool.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only")
-    _add_tracking_server(sub)
-    summary = "send the runs a tracking-server outage kept (models/unsent-runs/) to their server"
-    sender = sub.add_parser(SENDER, help=summary, description=summary[0].upper() + summary[1:] + ".")
-    sender.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    return parser
 
 
 def _add_tracking_server(sub: argparse._SubParsersAction) -> None:
@@ -214,6 +223,32 @@ def run_stage(
     return module.run(cfg)
 
 
+def _dispatch(args: argparse.Namespace, extra: list[str]) -> None:
+    """Run the command the arguments name; its heavy imports happen only here."""
+    from lstm_ae.startup import import_quietly
+
+    if args.stage == SERVER:
+        from lstm_ae import tracking_server
+
+        tracking_server.run(
+            args.backend_store_uri,
+            args.artifacts_destination,
+            args.host,
+            args.port,
+            args.workers,
+            args.create_database,
+        )
+    elif args.stage == SENDER:
+        import_quietly("lstm_ae.tracking").send_unsent_runs()
+    elif args.stage in TOOLS:
+        tool = import_quietly(f"lstm_ae.serving.{args.stage}")
+        tool.run(args.inputs, args.model, args.out, progress=_progress_wanted(args.quiet))
+    else:
+        overrides = {k: getattr(args, k) for k in TUNE_OPTIONS if getattr(args, k, None) is not None}
+        values = setting_values(args.values, extra)
+        run_stage(args.stage, args.params, args.quiet, overrides, args.preset, values)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -227,30 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     handle_signals()
     started = time.perf_counter()
     try:
-        if args.stage == SERVER:
-            from lstm_ae import tracking_server
-
-            tracking_server.run(
-                args.backend_store_uri,
-                args.artifacts_destination,
-                args.host,
-                args.port,
-                args.workers,
-                args.create_database,
-            )
-        elif args.stage == SENDER:
-            from lstm_ae.startup import import_quietly
-
-            import_quietly("lstm_ae.tracking").send_unsent_runs()
-        elif args.stage in TOOLS:
-            from lstm_ae.startup import import_quietly
-
-            tool = import_quietly(f"lstm_ae.serving.{args.stage}")
-            tool.run(args.inputs, args.model, args.out, progress=_progress_wanted(args.quiet))
-        else:
-            overrides = {k: getattr(args, k) for k in TUNE_OPTIONS if getattr(args, k, None) is not None}
-            values = setting_values(args.values, extra)
-            run_stage(args.stage, args.params, args.quiet, overrides, args.preset, values)
+        _dispatch(args, extra)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
