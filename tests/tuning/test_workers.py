@@ -25,6 +25,7 @@ from lstm_ae import startup
 from lstm_ae.config import load_config
 from lstm_ae.paths import TUNE_SUMMARY
 from lstm_ae.stages import tune as tune_stage
+from lstm_ae.startup import WorkerJob
 from lstm_ae.tuning import search, workers
 from tests.helpers.postgres import Cluster, require_postgres, throwaway_postgres
 from tests.helpers.projects import cli_env
@@ -199,6 +200,46 @@ def test_in_a_terminal_a_bar_counts_trials_and_each_trial_line_is_printed_once(
     for number in (0, 1):  # printed by the runner above the bar; the quiet workers do not repeat it
         assert err.count(f"trial {number} COMPLETE after 1 epoch(s)") == 1, err
     assert len({t.user_attrs["worker"] for t in load_study(in_project).trials}) == 1  # one process ran both
+
+
+class EndedProcess:
+    """Stands in for a worker process that has exited, for the runner's accounting."""
+
+    name = "tune-worker-0"
+
+    def __init__(self, exitcode: int) -> None:
+        self.exitcode = exitcode
+        self.pid = 1
+
+
+def a_pool(study: optuna.Study, budget: int, **tune: object) -> workers._Pool:
+    values = {f"tune.{key}": value for key, value in tune.items()}
+    cfg = load_config(Path(__file__).resolve().parents[2] / "params.yaml", values=values)
+    return workers._Pool(study, budget, WorkerJob(cfg, "parent", "0", budget, worker=0))
+
+
+def test_each_new_process_gets_its_share_of_what_the_command_and_the_study_still_need() -> None:
+    """trials_per_process caps a batch, the workers split the budget between them (no worker
+    idle), and trials other commands finished or run count against the study's size."""
+    study = optuna.create_study()
+    assert a_pool(study, 10, workers=2, trials_per_process=3, n_trials=10).next_batch() == 3
+    assert a_pool(study, 4, workers=2, trials_per_process=3, n_trials=10).next_batch() == 2
+    for _ in range(9):
+        study.tell(study.ask(), 0.5)
+    pool = a_pool(study, 10, workers=2, trials_per_process=3, n_trials=10)
+    assert pool.next_batch() == 1
+    pool.started = 10
+    assert pool.next_batch() == 0
+
+
+def test_a_worker_that_fails_on_its_own_stops_new_starts_and_hands_back_its_trials() -> None:
+    study = optuna.create_study()
+    pool = a_pool(study, 6, workers=2, trials_per_process=3, n_trials=6)
+    pool.started = 3
+    pool.ended(workers._Worker(EndedProcess(exitcode=1), batch=3))
+    assert pool.failed == ["tune-worker-0 (exit code 1)"]
+    assert pool.started == 0  # it started none of its trials
+    assert pool.next_batch() == 0
 
 
 def interrupt_while_recording(study: optuna.Study, monkeypatch: pytest.MonkeyPatch) -> None:

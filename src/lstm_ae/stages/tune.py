@@ -163,6 +163,18 @@ def run(cfg: Config, isolate: bool = True, progress: bool = False) -> dict:
     if launched:
         tracking.point_to_study(launched, parent_id, experiment_id)
 
+    return _run_and_report(cfg, study, parent_id, experiment_id, isolate, progress)
+
+
+def _run_and_report(
+    cfg: Config, study: optuna.Study, parent_id: str, experiment_id: str, isolate: bool, progress: bool
+) -> dict:
+    """Run the trials still missing, then report; the study's MLflow run ends with how that went.
+
+    KILLED rather than FAILED on an interrupt, as the finished trials are kept and the same
+    command continues the study.
+    """
+    tune = cfg.tune
     finished = search.finished_trials(study)
     budget = tune.n_trials - finished
     log.info(

@@ -12,11 +12,14 @@ import logging
 import math
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.context
+import multiprocessing.process
 import os
 import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 
 import mlflow
 import numpy as np
@@ -32,7 +35,7 @@ from lstm_ae.data.dataset import load_dataset
 from lstm_ae.data.sequences import scale
 from lstm_ae.errors import Terminated, UserError
 from lstm_ae.paths import PROCESSED
-from lstm_ae.startup import deferred_interrupts, raise_pending, tune_worker
+from lstm_ae.startup import WorkerJob, deferred_interrupts, raise_pending, tune_worker
 from lstm_ae.tuning import search
 
 log = logging.getLogger(__name__)
@@ -118,82 +121,158 @@ def run_trials(
     """
     if budget <= 0:
         return
-    deadline = time.monotonic() + cfg.tune.timeout_s if cfg.tune.timeout_s else math.inf
+    job = WorkerJob(cfg, parent_id, experiment_id, budget, worker=0, deadline=_deadline(cfg))
     if not isolate:
-        work(cfg, parent_id, experiment_id, budget, worker=0, deadline=deadline)
+        work(job)
         return
-    context = multiprocessing.get_context("spawn")
-    level = logging.getLogger().getEffectiveLevel()
-    # Under a bar, workers stay quiet below WARNING: their lines would be written into the bar.
-    worker_level = max(level, logging.WARNING) if progress else level
+    pool = _Pool(study, budget, replace(job, log_level=_worker_log_level(progress)))
     bar = tqdm(
         total=min(budget, cfg.tune.n_trials - search.finished_trials(study)),
         desc="trials",
         unit="trial",
         disable=not progress,
     )
-    # Each worker's share of the study, so that trials_per_process never leaves a worker idle.
-    share = min(cfg.tune.trials_per_process, math.ceil(budget / cfg.tune.workers))
-    started, running, failed = 0, {}, []
-    ours: set[str] = set()  # worker ids of this command's processes
-    shown: set[int] = set()  # trial numbers printed above the bar
-
-    def next_batch() -> int:
-        """Trials for a new worker process; 0 once this command needs no more."""
-        if failed or time.monotonic() >= deadline:
-            return 0
-        wanted = min(
-            share, budget - started, cfg.tune.n_trials - search.finished_trials(study) - len(running)
-        )
-        return max(wanted, 0)
-
     try:
-        while True:
-            for slot in range(cfg.tune.workers):
-                if slot not in running and (batch := next_batch()):
-                    process = context.Process(
-                        target=tune_worker,
-                        args=(cfg, parent_id, experiment_id, batch, slot, worker_level, deadline),
-                        name=f"tune-worker-{slot}",
-                    )
-                    process.start()
-                    running[slot] = (process, batch)
-                    ours.add(worker_id(process.pid))
-                    started += batch
-            if not running:
-                break
-            multiprocessing.connection.wait(
-                [p.sentinel for p, _ in running.values()], timeout=5 if progress else None
-            )
-            for slot, (process, batch) in list(running.items()):
-                if process.exitcode is not None:
-                    del running[slot]
-                    worker = worker_id(process.pid)
-                    if process.exitcode < 0:  # killed by a signal (the OOM killer, kill -9): its trial failed
-                        fail_orphans(study, f"killed by signal {-process.exitcode}", worker)
-                    elif process.exitcode != 0:  # trial errors are caught inside; this is the worker itself
-                        failed.append(f"{process.name} (exit code {process.exitcode})")
-                    # Trials it did not start (killed, time up, study full) are free for the next worker.
-                    started -= batch - len(_trials_of(study, {worker}))
-            if progress:
-                _show_new_trials(study, ours, shown, bar)
+        _supervise(pool, bar, progress)
     except Terminated:
-        # SIGTERM reached this process only (Ctrl-C reaches the whole process group): pass it on.
-        for process, _ in running.values():
-            process.terminate()
+        pool.terminate()  # SIGTERM reached this process only (Ctrl-C reaches the whole process group)
         raise
     finally:
-        for process, _ in running.values():  # let each worker record its interrupted trial
+        pool.join()
+        bar.close()
+    if pool.failed:
+        raise TuneError(
+            f"{', '.join(pool.failed)} stopped; finished trials are kept, run the same command to continue"
+        )
+
+
+def _deadline(cfg: Config) -> float:
+    """tune.timeout_s from now on ``time.monotonic()``, the clock that every process on the
+    machine shares, so the runner and its workers agree when time is up."""
+    return time.monotonic() + cfg.tune.timeout_s if cfg.tune.timeout_s else math.inf
+
+
+def _worker_log_level(progress: bool) -> int:
+    """The log level for spawned workers: this process's, but no lower than WARNING under a
+    bar, where the workers' lines would be written into the bar (the runner prints them)."""
+    level = logging.getLogger().getEffectiveLevel()
+    return max(level, logging.WARNING) if progress else level
+
+
+def _supervise(pool: _Pool, bar: tqdm, progress: bool) -> None:
+    """Keep every slot busy until the command needs no more trials and all its workers ended.
+
+    Under a bar the wait wakes every 5 s, so that finished trials show while a worker still
+    runs its next ones; without one, only a worker's end is worth waking for.
+    """
+    shown: set[int] = set()  # trial numbers printed above the bar
+    while pool.fill():
+        pool.wait(timeout=5 if progress else None)
+        pool.reap()
+        if progress:
+            _show_new_trials(pool.study, pool.ours, shown, bar)
+
+
+@dataclass(frozen=True)
+class _Worker:
+    """A running worker process and the number of trials it was given."""
+
+    process: multiprocessing.process.BaseProcess
+    batch: int
+
+
+@dataclass
+class _Pool:
+    """The runner's worker processes and its count of trials handed out.
+
+    State that the orchestration steps share, kept in one object the steps are methods of,
+    rather than in variables a nested function rebinds.
+    """
+
+    study: optuna.Study
+    budget: int
+    job: WorkerJob  # the template each process's job is made from
+    running: dict[int, _Worker] = field(default_factory=dict)  # by slot, 0 to tune.workers - 1
+    started: int = 0  # trials handed to processes, less those they did not start
+    failed: list[str] = field(default_factory=list)  # workers that exited with an error of their own
+    ours: set[str] = field(default_factory=set)  # worker ids of this command's processes
+    context: multiprocessing.context.BaseContext = field(
+        default_factory=lambda: multiprocessing.get_context("spawn")  # a fork would copy TensorFlow's threads
+    )
+
+    @property
+    def share(self) -> int:
+        """Each worker's share of the study, so that trials_per_process never leaves a worker idle."""
+        tune = self.job.cfg.tune
+        return min(tune.trials_per_process, math.ceil(self.budget / tune.workers))
+
+    def next_batch(self) -> int:
+        """Trials for a new worker process; 0 once this command needs no more.
+
+        After a worker failed nothing new starts: the command is about to stop with its error.
+        The study is read again each time, as workers on other machines add to it.
+        """
+        if self.failed or time.monotonic() >= self.job.deadline:
+            return 0
+        tune = self.job.cfg.tune
+        free = tune.n_trials - search.finished_trials(self.study) - len(self.running)
+        return max(min(self.share, self.budget - self.started, free), 0)
+
+    def fill(self) -> bool:
+        """Start a worker in each free slot that still has trials to run; whether any runs."""
+        for slot in range(self.job.cfg.tune.workers):
+            if slot not in self.running and (batch := self.next_batch()):
+                self.start(slot, batch)
+        return bool(self.running)
+
+    def start(self, slot: int, batch: int) -> None:
+        """Spawn a fresh process for ``batch`` trials in ``slot`` (its slot seeds its sampler)."""
+        process = self.context.Process(
+            target=tune_worker,
+            args=(replace(self.job, n_trials=batch, worker=slot),),
+            name=f"tune-worker-{slot}",
+        )
+        process.start()
+        self.running[slot] = _Worker(process, batch)
+        self.ours.add(worker_id(process.pid))
+        self.started += batch
+
+    def wait(self, timeout: float | None) -> None:
+        """Sleep until a worker process ends (or ``timeout`` passes)."""
+        multiprocessing.connection.wait([w.process.sentinel for w in self.running.values()], timeout)
+
+    def reap(self) -> None:
+        """Take the workers that ended out of their slots and account for how each ended."""
+        for slot, worker in list(self.running.items()):
+            if worker.process.exitcode is not None:
+                del self.running[slot]
+                self.ended(worker)
+
+    def ended(self, worker: _Worker) -> None:
+        """Record how a worker ended, and hand back the trials it did not start (killed, time up,
+        study full) for the next worker to run."""
+        process, owner = worker.process, worker_id(worker.process.pid)
+        if process.exitcode < 0:  # killed by a signal (the OOM killer, kill -9): its trial failed
+            fail_orphans(self.study, f"killed by signal {-process.exitcode}", owner)
+        elif process.exitcode != 0:  # trial errors are caught inside; this is the worker itself
+            self.failed.append(f"{process.name} (exit code {process.exitcode})")
+        self.started -= worker.batch - len(_trials_of(self.study, {owner}))
+
+    def terminate(self) -> None:
+        """Pass a SIGTERM on to every worker, so that each records its interrupted trial."""
+        for worker in self.running.values():
+            worker.process.terminate()
+
+    def join(self) -> None:
+        """Wait for the workers still running (after an interrupt) to record their trial; kill
+        any that take over 30 s, and fail its trial, so neither store shows it running."""
+        for worker in self.running.values():
+            process = worker.process
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
                 process.join()
-                fail_orphans(study, "did not stop within 30 s of the interrupt", worker_id(process.pid))
-        bar.close()
-    if failed:
-        raise TuneError(
-            f"{', '.join(failed)} stopped; finished trials are kept, run the same command to continue"
-        )
+                fail_orphans(self.study, "did not stop within 30 s of the interrupt", worker_id(process.pid))
 
 
 def _trials_of(study: optuna.Study, workers: set[str]) -> list[optuna.trial.FrozenTrial]:
@@ -222,30 +301,42 @@ def _best_or_none(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         return None
 
 
-def work(
-    cfg: Config,
-    parent_id: str,
-    experiment_id: str,
-    n_trials: int,
-    worker: int,
-    log_level: int | None = None,
-    deadline: float = math.inf,
-) -> None:
-    """One worker: load the trial data and run up to ``n_trials`` trials of the shared study.
+def work(job: WorkerJob) -> None:
+    """One worker: load the trial data and run up to ``job.n_trials`` trials of the shared study.
 
     The first trial runs unless the study filled up while this process started: the runner
     checked the budget when it started it, but TensorFlow's import takes seconds, in which
     another command (another machine) may have started the last trials. No further trial
-    starts after ``deadline`` (``time.monotonic()``, a clock every process on the machine
+    starts after ``job.deadline`` (``time.monotonic()``, a clock every process on the machine
     shares) or once the study holds tune.n_trials, running trials included.
     """
-    if log_level is not None:  # a spawned process starts with no logging set up
-        logging.basicConfig(level=log_level, format="%(levelname)s %(processName)s: %(message)s")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our one line per trial replaces Optuna's
-    logging.getLogger("optuna.study._optimize").addFilter(_expected_failures)
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes: expected, one model per trial
+    _quiet_worker_logs(job.log_level)
     tracking.use_project_store()
-    x_train, x_val, data_md5 = trial_data(cfg)
+    x_train, x_val, data_md5 = trial_data(job.cfg)
+    study = _load_study(job.cfg, job.worker)
+    objective = _objective(job, x_train, x_val, data_md5)
+    tune = job.cfg.tune
+    if len(study.get_trials(deepcopy=False, states=(*search.FINISHED, TrialState.RUNNING))) >= tune.n_trials:
+        return  # a trial now would be one too many, and come after the other command's report
+    optimize(study, objective, job.n_trials, tune.n_trials, job.deadline)
+
+
+def _quiet_worker_logs(log_level: int | None) -> None:
+    """Set up a spawned process's logging (it starts with none) and keep one line per trial:
+    Optuna's own lines, its tracebacks for expected failures and TensorFlow's retracing notes
+    (expected, one model per trial) would bury it."""
+    if log_level is not None:
+        logging.basicConfig(level=log_level, format="%(levelname)s %(processName)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna.study._optimize").addFilter(_expected_failures)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def _load_study(cfg: Config, worker: int) -> optuna.Study:
+    """The shared study, with this process's own sampler.
+
+    Seeds differ per worker (or every worker would propose the same trials) and per resumption.
+    """
     tune = cfg.tune
     storage = search.open_storage(
         tune.storage, tracking.project_root(), tune.heartbeat_s, on_stale=stale_trial
@@ -253,29 +344,34 @@ def work(
     study = optuna.load_study(
         study_name=tune.study_name, storage=storage, pruner=search.make_pruner(tune.pruner, tune.max_epochs)
     )
-    # Seeds differ per worker (or every worker would propose the same trials) and per resumption.
     study.sampler = search.make_sampler(cfg.seed + 10_007 * worker + len(study.trials))
+    return study
+
+
+def _objective(job: WorkerJob, x_train: np.ndarray, x_val: np.ndarray, data_md5: str) -> search.Objective:
+    """The objective, each trial of it a child MLflow run of the study's run, tagged like the
+    runs of ``train`` so that the two can be compared."""
+    cfg = job.cfg
     tags = {
-        "optuna.study_name": tune.study_name,
+        "optuna.study_name": cfg.tune.study_name,
         **tracking.run_tags(data_md5),
         **tracking.task_tags(cfg.input_corruption, cfg.model.family),
     }
-    tracker = functools.partial(_trial_run, parent_id=parent_id, experiment_id=experiment_id, tags=tags)
-    objective = search.Objective(
+    tracker = functools.partial(
+        _trial_run, parent_id=job.parent_id, experiment_id=job.experiment_id, tags=tags
+    )
+    return search.Objective(
         x_train,
         x_val,
-        tune.search,
+        cfg.tune.search,
         cfg.train,
-        tune.max_epochs,
+        cfg.tune.max_epochs,
         cfg.seed,
         tracker,
         cfg.input_corruption,
         cfg.model.precision,
         cfg.model,
     )
-    if len(study.get_trials(deepcopy=False, states=(*search.FINISHED, TrialState.RUNNING))) >= tune.n_trials:
-        return  # a trial now would be one too many, and come after the other command's report
-    optimize(study, objective, n_trials, tune.n_trials, deadline)
 
 
 def optimize(
