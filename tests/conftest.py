@@ -18,9 +18,11 @@ def in_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def restore_signal_handling() -> Iterator[None]:
-    """Whatever a test installs, this process's handlers and unraisable hook are put back after."""
+    """Whatever a test installs, this process's handlers and unraisable hook are put back after:
+    every test, since `cli.main` installs lstm_ae.startup's handlers, and a test after it in the
+    same process (pytest-xdist's order changes from run to run) would otherwise inherit them."""
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     hook = sys.unraisablehook
     yield

@@ -268,6 +268,7 @@ def test_a_ctrl_c_while_optuna_records_a_trial_waits_until_it_is_recorded(
 def test_without_holding_the_signal_optuna_breaks_on_it(restore_signal_handling, monkeypatch) -> None:
     """The control: Python's own handler raises inside Optuna's bookkeeping; Optuna 5.0 then
     fails on its own unbound variable and leaves the finished trial RUNNING."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, whatever ran before
     study = optuna.create_study()
     interrupt_while_recording(study, monkeypatch)
     with pytest.raises(UnboundLocalError, match="updated_state"):
