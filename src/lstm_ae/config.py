@@ -534,7 +534,9 @@ def presets_dir(params: Path) -> Path:
     return Path(params).parent / "conf" / "preset"
 
 
-def _overlay(base: dict[str, Any], top: dict[str, Any], source: Path, prefix: str = "") -> dict[str, Any]:
+def _overlay(
+    base: dict[str, Any], top: dict[str, Any], source: str | Path, prefix: str = ""
+) -> dict[str, Any]:
     """``base`` with ``top``'s values put in, section by section; a key base lacks is an error,
     so a misspelt preset key cannot silently do nothing."""
     merged = dict(base)
@@ -549,8 +551,9 @@ def _overlay(base: dict[str, Any], top: dict[str, Any], source: Path, prefix: st
     return merged
 
 
-def read_preset(params: Path, name: str) -> dict[str, Any]:
-    """conf/preset/<name>.yaml as a mapping of params.yaml keys, or a one-line error naming the file."""
+def read_preset(params: Path, name: str) -> tuple[dict[str, Any], Path]:
+    """conf/preset/<name>.yaml as a mapping of params.yaml keys, and its path; or a one-line error
+    naming the file."""
     if not isinstance(name, str) or not re.fullmatch(PRESET_NAME, name):
         raise ConfigError(f"preset: expected the name of a file in {presets_dir(params)} (got {name!r})")
     path = presets_dir(params) / f"{name}.yaml"
@@ -568,7 +571,7 @@ def read_preset(params: Path, name: str) -> dict[str, Any]:
             f"{path}: preset: must be the file's own name, {name!r} (got {top['preset']!r}); "
             "it records which recipe ran"
         )
-    return {**top, "preset": name}
+    return {**top, "preset": name}, path
 
 
 def apply_preset(raw: Any, params: Path, preset: str | None = None) -> tuple[Any, str]:
@@ -582,8 +585,7 @@ def apply_preset(raw: Any, params: Path, preset: str | None = None) -> tuple[Any
     """
     if preset is None or not isinstance(raw, dict):
         return raw, str(params)
-    top = read_preset(params, preset)
-    path = presets_dir(params) / f"{preset}.yaml"
+    top, path = read_preset(params, preset)
     return _overlay(raw, top, path), f"{params} with {path}"
 
 
@@ -597,7 +599,7 @@ def set_values(raw: Any, values: dict[str, Any], source: str = "command line") -
         top: Any = {key: value}
         for name in reversed(sections):
             top = {name: top}
-        raw = _overlay(raw, top, Path(source))
+        raw = _overlay(raw, top, source)
     return raw
 
 
