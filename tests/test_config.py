@@ -49,8 +49,11 @@ def leaf_keys(mapping: dict[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
-def test_real_params_give_the_tuned_model_with_the_reports_code_size_and_split() -> None:
+def test_real_params_give_the_sweep_autoencoder_with_the_reports_code_size_and_split() -> None:
     cfg = load_config(PARAMS)
+    assert cfg.model.family == "sweep_ae" and cfg.model.sweep.code_size == 256
+    assert (cfg.train.learning_rate, cfg.train.batch_size) == (0.006, 32)
+    # The LSTM autoencoder's keys, for model.family autoencoder (the `autoencoder` preset).
     assert cfg.model.encoder_widths == (256,)
     assert cfg.model.decoder_widths == (512,)
     assert cfg.model.head == "dense"
@@ -323,7 +326,7 @@ def test_settings_are_frozen() -> None:
         cfg.train.learning_rate = 0.5
     with pytest.raises(ValidationError):
         cfg.seed = 1
-    assert cfg.train.learning_rate == 0.003
+    assert cfg.train.learning_rate == 0.006
 
 
 @settings(max_examples=50, deadline=None)
@@ -335,6 +338,7 @@ def test_any_positive_rate_and_widths_validate(learning_rate: float, widths: lis
     raw = mutated("train.learning_rate", learning_rate)
     raw["model"]["encoder_widths"] = widths
     raw["model"]["bidirectional"] = False  # any width; bidirectional LSTMs need even ones (MALFORMED)
+    raw["model"]["family"] = "autoencoder"  # whose code size is the last encoder width
     cfg = parse_config(raw)
     assert cfg.train.learning_rate == learning_rate
     assert cfg.model.encoder_widths == tuple(widths)

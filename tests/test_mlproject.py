@@ -59,12 +59,8 @@ def test_mlflow_run_of_the_train_entry_point_takes_a_preset_and_any_key(tmp_path
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     (run,) = mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list")
     params = run.data.params
-    # The -P values win over the preset; what they do not name is the preset's (smoke: encoder [64]).
-    assert (params["preset"], params["train.max_epochs"], params["model.encoder_widths"]) == (
-        "smoke",
-        "1",
-        "[64]",
-    )
+    # The -P values win over the preset; what they do not name is the preset's (smoke: batch 64).
+    assert (params["preset"], params["train.max_epochs"], params["train.batch_size"]) == ("smoke", "1", "64")
     # `mlflow run` logs each -P value itself, as it passed it to the shell (a list in quotes).
     assert shlex.split(params["model.decoder_widths"]) == ["[4]"]
     assert run.info.status == "FINISHED" and "val_loss" in run.data.metrics

@@ -31,7 +31,18 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR_TOOL = REPO.parent / "shared" / "cifar10" / "build_tarball.py"
-TINY_MODEL = {"model.encoder_widths": [16, 8], "model.decoder_widths": [8], "train.max_epochs": 2}
+# The default family (the sweep autoencoder) with an 8-float code, and a small LSTM autoencoder for
+# the presets that choose it.
+TINY_MODEL = {
+    "model.sweep.code_size": 8,
+    "model.sweep.features": 4,
+    "model.sweep.units": 4,
+    "model.sweep.patch": 4,
+    "model.encoder_widths": [16, 8],
+    "model.decoder_widths": [8],
+    "train.max_epochs": 2,
+}
+SWEEP = "cifar10-lstm-sweep-autoencoder"
 PRESETS = sorted(p.stem for p in (REPO / "conf" / "preset").glob("*.yaml"))
 
 
@@ -192,14 +203,11 @@ def test_logged_model_loads_and_reconstructs(pipeline: Path) -> None:
 def test_evaluate_registers_the_model_as_champion(pipeline: Path) -> None:
     (run,) = project_runs(pipeline)
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{pipeline / 'mlflow.db'}")
-    champion = client.get_model_version_by_alias("cifar10-lstm-autoencoder", "champion")
+    champion = client.get_model_version_by_alias(SWEEP, "champion")
     metrics = json.loads((pipeline / "reports/metrics.json").read_text())
     assert champion.run_id == run.info.run_id
     assert float(champion.tags["test_mse"]) == pytest.approx(metrics["test_mse"])
-    assert (
-        run.data.tags["champion"] == "True"
-        and run.data.tags["registered_model"] == "cifar10-lstm-autoencoder/1"
-    )
+    assert run.data.tags["champion"] == "True" and run.data.tags["registered_model"] == f"{SWEEP}/1"
 
 
 def test_reconstruct_command_takes_the_registered_champion(pipeline: Path, tmp_path: Path) -> None:
@@ -213,7 +221,7 @@ def test_reconstruct_command_takes_the_registered_champion(pipeline: Path, tmp_p
         "reconstruct",
         str(image),
         "--model",
-        "models:/cifar10-lstm-autoencoder@champion",
+        f"models:/{SWEEP}@champion",
         "--out",
         str(tmp_path / "out"),
     )
@@ -227,7 +235,7 @@ def test_reconstruct_command_takes_the_registered_champion(pipeline: Path, tmp_p
 def test_mlflow_models_serve_answers_with_reconstructions_and_errors(pipeline: Path, tmp_path: Path) -> None:
     """The README's command, on loopback: integers 0-255 and floats in [0, 1] give the same answer."""
     env = {**tool_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{pipeline / 'mlflow.db'}"}
-    champion = "models:/cifar10-lstm-autoencoder@champion"
+    champion = f"models:/{SWEEP}@champion"
     with model_server(champion, pipeline, env, tmp_path / "server.log", ready_s=180) as base:
         images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
         status, answer = post_json(f"{base}/invocations", {"inputs": images.tolist()})
@@ -235,6 +243,7 @@ def test_mlflow_models_serve_answers_with_reconstructions_and_errors(pipeline: P
         predictions = answer["predictions"]
         recon, mse = np.asarray(predictions["reconstruction"]), np.asarray(predictions["mse"])
         assert recon.shape == (2, 32, 32, 3) and mse.shape == (2,)
+        assert np.asarray(predictions["code"]).shape == (2, 8)  # the floats each image was decoded from
         status, as_floats = post_json(f"{base}/invocations", {"inputs": (images / 255).tolist()})
         assert status == 200 and np.asarray(as_floats["predictions"]["mse"]) == pytest.approx(mse, rel=1e-4)
         status, refused = post_json(f"{base}/invocations", {"inputs": images[:, :16].tolist()})

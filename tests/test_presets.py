@@ -38,7 +38,9 @@ def composed(tmp_path: Path, overrides: list[str]) -> Config:
 
 
 def test_the_named_presets_exist_and_default_is_params_yaml_itself() -> None:
-    assert {"report", "default", "long", "smoke", "denoise", "deblur"} <= set(NAMES)
+    assert {"report", "default", "autoencoder", "sweep_ae", "long", "smoke", "denoise", "deblur"} <= set(
+        NAMES
+    )
     plain = load_config(PARAMS)
     assert plain.preset == "default"
     assert load_config(PARAMS, preset="default") == plain
@@ -46,7 +48,7 @@ def test_the_named_presets_exist_and_default_is_params_yaml_itself() -> None:
 
 def test_report_is_the_reports_exact_recipe() -> None:
     cfg = load_config(PARAMS, preset="report")
-    assert cfg.preset == "report"
+    assert cfg.preset == "report" and cfg.model.family == "autoencoder"
     assert (cfg.model.encoder_widths, cfg.model.decoder_widths, cfg.model.head) == (
         (512, 256),
         (256,),
@@ -59,20 +61,37 @@ def test_report_is_the_reports_exact_recipe() -> None:
     assert (cfg.seed, cfg.preprocess.val_fraction, cfg.task) == (42, 0.2, "reconstruct")
 
 
-def test_long_is_the_default_model_on_the_clipped_long_budget() -> None:
-    default, long = load_config(PARAMS), load_config(PARAMS, preset="long")
-    assert long.model == default.model
+def test_long_is_the_lstm_autoencoder_on_the_clipped_long_budget() -> None:
+    autoencoder, long = load_config(PARAMS, preset="autoencoder"), load_config(PARAMS, preset="long")
+    assert long.model == autoencoder.model and long.model.family == "autoencoder"
     assert (long.train.max_epochs, long.train.batch_size, long.train.global_clipnorm) == (64, 128, 0.05)
     assert (
-        long.train.schedule == default.train.schedule
-        and long.train.learning_rate == default.train.learning_rate
+        long.train.schedule == autoencoder.train.schedule
+        and long.train.learning_rate == autoencoder.train.learning_rate
     )
+
+
+def test_the_autoencoder_preset_is_the_lstm_default_of_before_and_sweep_ae_the_default_longer() -> None:
+    """`autoencoder`: the tuned LSTM autoencoder as it was the default (8 epochs, batch 64, 0.003);
+    `sweep_ae`: the default family on the 30-minute budget."""
+    default = load_config(PARAMS)
+    old = load_config(PARAMS, preset="autoencoder")
+    assert (old.model.family, old.model.encoder_widths, old.model.decoder_widths) == (
+        "autoencoder",
+        (256,),
+        (512,),
+    )
+    assert (old.train.max_epochs, old.train.batch_size, old.train.learning_rate) == (8, 64, 0.003)
+    sweep = load_config(PARAMS, preset="sweep_ae")
+    assert sweep.model == default.model and sweep.model.family == "sweep_ae"
+    assert (sweep.train.max_epochs, sweep.train.batch_size, sweep.train.learning_rate) == (20, 32, 0.006)
+    assert registered_name(sweep.input_corruption, sweep.model.family) == "cifar10-lstm-sweep-autoencoder"
 
 
 def test_smoke_limits_the_real_data_and_registers_apart() -> None:
     cfg = load_config(PARAMS, preset="smoke")
     assert (cfg.preprocess.max_train_images, cfg.preprocess.max_test_images) == (2000, 500)
-    assert cfg.train.max_epochs <= 2 and cfg.model.latent_size <= 64
+    assert cfg.train.max_epochs <= 2 and cfg.model == load_config(PARAMS).model
     assert subset_suffix(cfg) == "-subset2000-500"
     assert subset_suffix(load_config(PARAMS)) == ""
 
@@ -110,7 +129,7 @@ def test_the_preset_key_in_params_yaml_only_records_the_recipe(tmp_path: Path) -
     text = (
         params.read_text()
         .replace("preset: default", "preset: smoke")
-        .replace("max_epochs: 8", "max_epochs: 6")
+        .replace("max_epochs: 12", "max_epochs: 6")
     )
     params.write_text(text, encoding="utf-8")
     cfg = load_config(params)
@@ -131,7 +150,10 @@ def test_a_preset_replaces_only_the_keys_it_names(tmp_path: Path) -> None:
         (
             "nope",
             None,
-            "preset: no preset 'nope'; the presets are: deblur, default, denoise, long, report, smoke",
+            (
+                "preset: no preset 'nope'; the presets are: autoencoder, deblur, default, denoise, long, "
+                "report, smoke, sweep_ae"
+            ),
         ),
         ("mine", "train:\n  max_epoch: 3\n", "mine.yaml: train.max_epoch: not a key of params.yaml"),
         ("mine", "train:\n  max_epochs: -3\n", "train.max_epochs: Input should be greater than 0"),

@@ -29,6 +29,7 @@ MIRROR = "data/external/cifar-10-python.tar.gz"
 TINY = {
     "fetch.url": MIRROR,
     "eda.scatter_samples": 200,
+    "model.family": "autoencoder",
     "model.encoder_widths": [16],
     "model.decoder_widths": [16],
     "train.max_epochs": 1,

@@ -148,15 +148,51 @@ class RestorerConfig(_Section):
     ] = True
 
 
+class SweepConfig(_Section):
+    """The sweep autoencoder (model.family sweep_ae): a linear code decoded by LSTM sweeps."""
+
+    code_size: Annotated[
+        Int,
+        doc("Floats per image in the code, the only path to the decoder (the report: 256).", ge=1, le=3072),
+    ] = 256
+    linear_rate: Annotated[
+        Float,
+        doc(
+            "The encoder's and the linear decoder's learning rate as a share of train.learning_rate "
+            "(both start at PCA); 0 keeps them fixed at PCA, the ablation.",
+            ge=0,
+            le=1,
+        ),
+    ] = 0.05
+    patch: Annotated[
+        Literal[1, 2, 4], doc("The sweeps run over blocks of patch x patch pixels (1: every pixel).")
+    ] = 2
+    features: Annotated[Width, doc("Features per block before the sweeps.")] = 32
+    units: Annotated[
+        Width, doc("LSTM units per direction of each sweep; a block leaves a sweep with twice as many.")
+    ] = 32
+    blocks: Annotated[
+        Int, doc("Row-then-column sweep pairs; after one, every block has seen the whole image.", ge=1, le=8)
+    ] = 1
+    sweeps: Annotated[
+        Literal["both", "rows", "none"],
+        doc(
+            "`both`: rows then columns; the ablations: `rows` (row sweeps only, each block sees its "
+            "row) and `none` (per-block Dense layers of the same width, no block sees another)."
+        ),
+    ] = "both"
+
+
 class ModelConfig(_Section):
     family: Annotated[
-        Literal["autoencoder", "restorer"],
+        Literal["autoencoder", "sweep_ae", "restorer"],
         doc(
             "`autoencoder`: the report's LSTM autoencoder, every image through one code vector; "
+            "`sweep_ae`: a linear code, started at PCA and decoded by LSTM sweeps (see model.sweep); "
             "`restorer`: LSTMs sweep the rows and columns and keep every pixel (deblur and denoise "
             "only, any image size; see model.restorer)."
         ),
-    ] = "autoencoder"
+    ] = "sweep_ae"
     encoder_widths: Annotated[
         tuple[Width, ...],
         doc(
@@ -203,6 +239,9 @@ class ModelConfig(_Section):
         RestorerConfig,
         doc("The restorer's shape (model.family restorer); the keys above are the autoencoder's."),
     ] = RestorerConfig()
+    sweep: Annotated[SweepConfig, doc("The sweep autoencoder's shape (model.family sweep_ae).")] = (
+        SweepConfig()
+    )
 
     @field_validator("bidirectional")
     @classmethod
@@ -212,8 +251,8 @@ class ModelConfig(_Section):
 
     @property
     def latent_size(self) -> int:
-        """Width of the code vector: the last encoder LSTM's output."""
-        return self.encoder_widths[-1]
+        """Width of the code vector: the last encoder LSTM's output, or the sweep autoencoder's code."""
+        return self.sweep.code_size if self.family == "sweep_ae" else self.encoder_widths[-1]
 
 
 class TrainConfig(_Section):
@@ -308,6 +347,20 @@ class RestorerSpace(_Section):
     batch_size: BatchSizes = (16, 32, 64)
 
 
+class SweepSpace(_Section):
+    """The sweep autoencoder's search space (model.family sweep_ae): lists are choices; the code
+    size stays model.sweep.code_size, so every trial is compared at one code size."""
+
+    features: _choices_of(Width, "Features per block to try (model.sweep.features).") = (32, 64)
+    units: _choices_of(Width, "LSTM units per sweep direction to try (model.sweep.units).") = (32, 64)
+    patch: _choices_of(Literal[1, 2, 4], "Block sides to try (model.sweep.patch).") = (1, 2)
+    linear_rate: _choices_of(
+        Annotated[Float, Field(ge=0, le=1)], "Linear maps' rate shares to try (model.sweep.linear_rate)."
+    ) = (0.0, 0.03, 0.1)
+    learning_rate: RateRange = LogRange(low=0.001, high=0.01)
+    batch_size: BatchSizes = (32, 64)
+
+
 class SearchSpace(_Section):
     """What a tuning trial may choose: lists are categorical choices, learning_rate a log range.
 
@@ -336,6 +389,7 @@ class SearchSpace(_Section):
         RestorerSpace,
         doc("What a trial may choose when model.family is restorer (the keys above are the autoencoder's)."),
     ] = RestorerSpace()
+    sweep: Annotated[SweepSpace, doc("What a trial may choose when model.family is sweep_ae.")] = SweepSpace()
 
     @field_validator("bidirectional")
     @classmethod

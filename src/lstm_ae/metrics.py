@@ -85,6 +85,29 @@ def per_class_mse(mse: np.ndarray, labels: np.ndarray, class_names: Sequence[str
     }
 
 
+# The names of every score evaluate writes (reports/metrics.json) and logs: ``{prefix}_{stat}`` and,
+# per class, ``{prefix}_mse_{class}``. The prefix says whose output was scored.
+HEADLINE = ("mse", "psnr", "ssim")
+MODEL = "test"  # the trained model's output
+PCA = "pca_test"  # PCA at the model's code size
+INPUT = "input_test"  # the corrupted input itself (deblur, denoise)
+
+
+def classical_prefix(method: str) -> str:
+    """The prefix of a classical restoration's scores, e.g. ``wiener_test``."""
+    return f"{method}_test"
+
+
+def key(prefix: str, stat: str, class_name: str | None = None) -> str:
+    """One score's name: ``key(PCA, "mse")`` is ``pca_test_mse``; with a class, that class's MSE."""
+    return f"{prefix}_{stat}" if class_name is None else f"{prefix}_{stat}_{class_name}"
+
+
+def headline(summary: dict[str, float], prefix: str) -> dict[str, float]:
+    """MSE, PSNR and SSIM of one summary; its per-class numbers go to their own file and plot."""
+    return {key(prefix, stat): summary[key(prefix, stat)] for stat in HEADLINE}
+
+
 def summarize(
     clean: np.ndarray,
     recon: np.ndarray,
@@ -96,10 +119,10 @@ def summarize(
     mse = mse_per_image(clean, recon)
     # Every image has the same number of pixels, so the mean of per-image MSEs is the pixel-wise mean.
     summary = {
-        f"{prefix}_mse": float(mse.mean()),
-        f"{prefix}_psnr": float(psnr_from_mse(mse, 1.0).mean()),
-        f"{prefix}_ssim": float(ssim_per_image(clean, recon).mean()),
+        key(prefix, "mse"): float(mse.mean()),
+        key(prefix, "psnr"): float(psnr_from_mse(mse, 1.0).mean()),
+        key(prefix, "ssim"): float(ssim_per_image(clean, recon).mean()),
     }
     for name, value in per_class_mse(mse, labels, class_names).items():
-        summary[f"{prefix}_mse_{name}"] = value
+        summary[key(prefix, "mse", name)] = value
     return summary

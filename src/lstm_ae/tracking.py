@@ -31,6 +31,9 @@ from lstm_ae import hardware
 from lstm_ae.atomic import atomic_dir, write_text
 from lstm_ae.data.corruption import Corruption
 from lstm_ae.errors import UserError
+from lstm_ae.metrics import HEADLINE
+from lstm_ae.metrics import MODEL as MODEL_SCORES
+from lstm_ae.metrics import key as metric_key
 
 log = logging.getLogger(__name__)
 
@@ -395,6 +398,7 @@ def log_figures(figures: Mapping[str, Figure], folder: str) -> None:
 SERVING_REQUIREMENTS = ("keras", "mlflow", "numpy", "scikit-learn", "scikit-image")
 REGISTERED_MODEL = "cifar10-lstm-autoencoder"
 REGISTERED_RESTORER = "cifar10-lstm-restorer"  # model.family restorer
+REGISTERED_SWEEP = "cifar10-lstm-sweep-autoencoder"  # model.family sweep_ae
 CHAMPION = "champion"
 
 
@@ -436,7 +440,7 @@ def registered_name(corruption: Corruption, family: str = "autoencoder") -> str:
     """One registry entry per model family, task and strength, so `champion` only compares like
     with like: a denoiser's test MSE says nothing about a plain autoencoder's, nor a restorer's
     about a bottlenecked model's. The autoencoder keeps the names it had before the restorer."""
-    name = REGISTERED_RESTORER if family == "restorer" else REGISTERED_MODEL
+    name = {"restorer": REGISTERED_RESTORER, "sweep_ae": REGISTERED_SWEEP}.get(family, REGISTERED_MODEL)
     if corruption.is_identity:
         return name
     return f"{name}-{corruption.task}-sigma{corruption.strength:g}"
@@ -791,7 +795,7 @@ def _shown(path: Path) -> Path:
 
 UI_BASE = "http://127.0.0.1:5000"  # where `make ui` serves the project's store
 RUNS_VIEW_KEY = "test-metrics"
-TEST_METRICS = ("test_mse", "test_psnr", "test_ssim")
+TEST_METRICS = tuple(metric_key(MODEL_SCORES, stat) for stat in HEADLINE)
 
 
 def save_runs_view(experiment_id: str, uri: str | None = None) -> None:

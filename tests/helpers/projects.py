@@ -14,12 +14,17 @@ from lstm_ae.data.dataset import Dataset, save_dataset
 from lstm_ae.paths import PROCESSED
 
 REPO = Path(__file__).resolve().parents[2]
+TINY_SWEEP = {"code_size": 8, "features": 4, "units": 4, "patch": 4}  # a sweep autoencoder in seconds
 
 
 def make_tiny_project(root: Path, **sections: Any) -> Path:
     """Random 32x96 uint8 "images" (96 train, 48 validation, 16 test) and the repo's params.yaml
     with each given section updated (a top-level value such as ``task`` replaced), validated
-    before it is written."""
+    before it is written.
+
+    96 images are fewer than the default 256-float code that PCA starts the sweep autoencoder at,
+    so the project trains the LSTM autoencoder (model.family autoencoder) unless a test names a
+    family, and a sweep autoencoder gets an 8-float code."""
     rng = np.random.default_rng(0)
 
     def images(n: int) -> np.ndarray:
@@ -33,6 +38,8 @@ def make_tiny_project(root: Path, **sections: Any) -> Path:
     )
     save_dataset(data, root / PROCESSED)
     raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    raw["model"]["family"] = "autoencoder"
+    raw["model"]["sweep"].update(TINY_SWEEP)
     for section, values in sections.items():
         if isinstance(values, dict):
             raw[section].update(values)

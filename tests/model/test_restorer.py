@@ -81,7 +81,8 @@ def test_each_block_adds_a_row_and_a_column_sweep() -> None:
 
 def test_build_model_follows_the_family() -> None:
     model = load_config(PARAMS).model.model_copy(update={"restorer": TINY})
-    assert build_model(model).name == "lstm_autoencoder"
+    assert build_model(model.model_copy(update={"family": "autoencoder"})).name == "lstm_autoencoder"
+    assert build_model(model).name == "sweep_autoencoder"  # the default family
     assert build_model(model.model_copy(update={"family": "restorer"})).name == "lstm_restorer"
 
 

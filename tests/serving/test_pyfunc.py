@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from lstm_ae import tracking
-from lstm_ae.serving.inference import ImageInputError
+from lstm_ae.model.saved import load_model
+from lstm_ae.model.sweep_ae import encoder
+from lstm_ae.serving.inference import ImageInputError, encode
 from lstm_ae.serving.pyfunc import ImageRequestError
-from tests.helpers.tiny_models import save_fixed_size_model, save_restorer
+from tests.helpers.tiny_models import save_fixed_size_model, save_restorer, save_sweep_autoencoder
 
 
 def served(keras_file: Path, folder: Path) -> mlflow.pyfunc.PyFuncModel:
@@ -38,6 +40,23 @@ def test_the_served_autoencoder_still_takes_32x32_only(tmp_path: Path) -> None:
         ImageInputError, match=r"the autoencoder's size, got \(1, 48, 64, 3\).*use a restorer"
     ):
         model.predict(np.zeros((1, 48, 64, 3), np.uint8))
+
+
+def test_a_served_sweep_autoencoder_gives_each_images_code_beside_its_reconstruction(tmp_path: Path) -> None:
+    """The code is what the decoder rebuilt the image from: the same floats as a Python call
+    (inference.encode) and as the model's own encoder; models without a code answer without one."""
+    keras_file = save_sweep_autoencoder(tmp_path / "model.keras", code_size=8)
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    out = served(keras_file, tmp_path / "served").predict(images)
+    assert out["reconstruction"].shape == (3, 32, 32, 3) and out["code"].shape == (3, 8)
+    keras_model = load_model(keras_file)
+    np.testing.assert_allclose(out["code"], encode(keras_model, images), atol=1e-6)
+    rows = (images / np.float32(255.0)).reshape(3, 32, 96)
+    np.testing.assert_allclose(out["code"], encoder(keras_model).predict(rows, verbose=0), atol=1e-5)
+    restorer = served(save_restorer(tmp_path / "restorer.keras"), tmp_path / "served-restorer")
+    assert "code" not in restorer.predict(images)
+    with pytest.raises(ImageInputError, match="has no code"):
+        encode(load_model(tmp_path / "restorer.keras"), images)
 
 
 def test_a_batch_over_the_limit_is_refused_from_its_shape_before_any_conversion(tmp_path: Path) -> None:

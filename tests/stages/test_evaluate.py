@@ -120,4 +120,4 @@ def test_a_model_trained_under_other_settings_is_refused_naming_both() -> None:
     message = str(error.value)
     assert "\n" not in message
     assert "trained with task=denoise, corruption=Gaussian noise, sigma 0.1, model.family=restorer" in message
-    assert "these settings say task=reconstruct, corruption=none, model.family=autoencoder" in message
+    assert "these settings say task=reconstruct, corruption=none, model.family=sweep_ae" in message

@@ -56,8 +56,8 @@ def test_a_nan_loss_fails_the_run_and_keeps_the_previous_model(tmp_path: Path, m
     kept = previous_outputs(tmp_path)
     real_build = train_stage.build_model
 
-    def poisoned(cfg):  # the real model, with NaN from its output on: the loss is NaN at once
-        model = real_build(cfg)
+    def poisoned(cfg, *args):  # the real model, with NaN from its output on: the loss is NaN at once
+        model = real_build(cfg, *args)
         return keras.Model(model.input, keras.layers.Lambda(lambda x: x * float("nan"))(model.output))
 
     monkeypatch.setattr(train_stage, "build_model", poisoned)

@@ -15,6 +15,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from lstm_ae.config import load_config, parse_config
+from lstm_ae.model.build import build_model
 from lstm_ae.tuning import search
 
 ROOT = Path(__file__).parents[2]
@@ -339,3 +340,60 @@ def test_a_restorer_study_searches_widths_depth_and_rate_and_its_best_trial_pars
 def test_a_restorer_trial_without_the_pipelines_model_section_is_refused() -> None:
     with pytest.raises(ValueError, match="needs the pipeline's model section"):
         search.configs_from_params(RESTORER_PARAMS, CFG.train)
+
+
+SWEEP_PARAMS = {
+    "sweep_features": 64,
+    "sweep_units": 32,
+    "sweep_patch": 1,
+    "sweep_linear_rate": 0.03,
+    "learning_rate": 0.004,
+    "batch_size": 32,
+}
+
+
+def test_a_sweep_autoencoder_study_searches_its_own_space_at_one_code_size(tmp_path: Path) -> None:
+    """Its own keys and rate range, never the code size; the best line trains that model."""
+    space = CFG.tune.search
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(10):
+        params = search.suggest_params(study.ask(), space, "sweep_ae")
+        assert set(params) == set(SWEEP_PARAMS)
+        assert params["sweep_patch"] in space.sweep.patch and params["sweep_units"] in space.sweep.units
+        assert params["sweep_linear_rate"] in space.sweep.linear_rate
+        assert space.sweep.learning_rate.low <= params["learning_rate"] <= space.sweep.learning_rate.high
+        assert params["batch_size"] in space.sweep.batch_size
+    base = CFG.model.model_copy(update={"family": "sweep_ae"})
+    model, train = search.configs_from_params(SWEEP_PARAMS, CFG.train, max_epochs=2, base=base)
+    assert (model.family, model.sweep.features, model.sweep.patch, model.sweep.linear_rate) == (
+        "sweep_ae",
+        64,
+        1,
+        0.03,
+    )
+    assert model.sweep.code_size == CFG.model.sweep.code_size == model.latent_size == 256
+    assert (train.learning_rate, train.batch_size, train.max_epochs) == (0.004, 32, 2)
+    trial = create_trial(
+        value=0.001,
+        params=SWEEP_PARAMS,
+        distributions={k: CategoricalDistribution([v]) for k, v in SWEEP_PARAMS.items()},
+    )
+    overrides = search.best_overrides(trial, CFG.train, base=base)
+    assert set(overrides["model"]) == {"family", "sweep", "precision"}
+    line = search.exp_run_command(search.study_recipe(CFG) | overrides)
+    assert "-S model.family=sweep_ae" in line and "-S model.sweep.patch=1" in line
+    out = tmp_path / "params.yaml"
+    words = [w for w in shlex.split(line)[3:] if w != "-S"]
+    compose_and_dump(out, str(ROOT / "conf"), None, "config", str(ROOT), words)
+    cfg = parse_config(yaml.safe_load(out.read_text(encoding="utf-8")))
+    assert (cfg.model.family, cfg.model.sweep.features, cfg.train.learning_rate) == ("sweep_ae", 64, 0.004)
+
+
+def test_a_sweep_autoencoder_trial_builds_a_model_started_at_pca() -> None:
+    base = CFG.model.model_copy(update={"family": "sweep_ae"})
+    model_cfg, _ = search.configs_from_params(SWEEP_PARAMS, CFG.train, base=base)
+    x = np.random.default_rng(0).random((300, 32, 96), dtype=np.float32)
+    model = build_model(model_cfg, x, seed=0)
+    assert model.name == "sweep_autoencoder" and model.get_layer("code").units == 256
+    with pytest.raises(ValueError, match="needs the pipeline's model section"):
+        search.configs_from_params(SWEEP_PARAMS, CFG.train)

@@ -9,6 +9,7 @@ import keras
 from lstm_ae.errors import UserError
 from lstm_ae.model import autoencoder as _autoencoder  # noqa: F401 - registers the model's own layers for load_model
 from lstm_ae.model import restorer as _restorer  # noqa: F401 - registers the restorer's layers likewise
+from lstm_ae.model import sweep_ae as _sweep_ae  # noqa: F401 - and the sweep autoencoder's
 from lstm_ae.paths import MODEL, require
 
 

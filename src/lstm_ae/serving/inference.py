@@ -119,6 +119,34 @@ def _unit_scale(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
+def code_layer(model):
+    """The layer whose output is the model's code, or None when it has none (the restorer).
+
+    The sweep autoencoder names it ``code``; in the report's autoencoder it is the last encoder
+    LSTM (``encoder_lstm_N``), whose final state is all the decoder reads.
+    """
+    names = [layer.name for layer in model.layers]
+    if "code" in names:
+        return model.get_layer("code")
+    encoders = [name for name in names if name.startswith("encoder_lstm_")]
+    return model.get_layer(max(encoders, key=lambda name: int(name.rsplit("_", 1)[1]))) if encoders else None
+
+
+def encode(model, images: object, batch_size: int = 256) -> np.ndarray:
+    """The code of each image, (N, code size) float32: the floats the decoder rebuilds the image
+    from, to store, compare or search. Same input rules as :func:`reconstruct`; a model without a
+    code (the restorer) is refused."""
+    import keras
+
+    layer = code_layer(model)
+    if layer is None:
+        raise ImageInputError(f"model {model.name!r} keeps every pixel and has no code; use an autoencoder")
+    unit = to_unit_images(images, input_size(model))
+    rows = unit.reshape(len(unit), unit.shape[1], -1)
+    encoder = keras.Model(model.inputs, layer.output)
+    return np.asarray(encoder.predict(rows, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
 def reconstruct(model, images: object, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(reconstructions (N, H, W, 3) float32 in [0, 1], per-image MSE (N,)) for any Keras-like
     model that maps (N, H, W * 3) rows to the same shape; H and W must be the model's own size

@@ -13,7 +13,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import BAD_REQUEST
 
-from lstm_ae.serving.inference import ImageInputError, check_batch_pixels, reconstruct
+from lstm_ae.serving.inference import ImageInputError, check_batch_pixels, code_layer, encode, reconstruct
 
 
 class ImageRequestError(MlflowException, ImageInputError):
@@ -41,9 +41,10 @@ class ImageRequestError(MlflowException, ImageInputError):
 
 class ReconstructionModel(mlflow.pyfunc.PythonModel):
     """predict(images (N, H, W, 3), integers 0-255 or floats in [0, 1]) ->
-    {"reconstruction": (N, H, W, 3) float32 in [0, 1], "mse": (N,) per-image error}.
+    {"reconstruction": (N, H, W, 3) float32 in [0, 1], "mse": (N,) per-image error,
+    "code": (N, code size) float32, the floats the image was rebuilt from (autoencoders only)}.
 
-    H and W are 32 for the autoencoder; a restorer takes any one size per batch and keeps it.
+    H and W are 32 for the autoencoders; a restorer takes any one size per batch and keeps it.
     """
 
     # MLflow's type-hint validation would fix one input dtype (and warns when predict is untyped).
@@ -68,6 +69,7 @@ class ReconstructionModel(mlflow.pyfunc.PythonModel):
         try:
             check_batch_pixels(model_input)
             recon, mse = reconstruct(self.model, model_input)
+            code = encode(self.model, model_input) if code_layer(self.model) is not None else None
         except ImageInputError as exc:
             raise ImageRequestError(str(exc)) from None
-        return {"reconstruction": recon, "mse": mse}
+        return {"reconstruction": recon, "mse": mse} | ({} if code is None else {"code": code})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 
 import mlflow
 import numpy as np
@@ -33,18 +34,14 @@ from lstm_ae.paths import (
 log = logging.getLogger(__name__)
 
 
-def headline(summary: dict[str, float], prefix: str) -> dict[str, float]:
-    """MSE, PSNR and SSIM only; per-class numbers go to their own file and plot."""
-    return {key: summary[key] for key in (f"{prefix}_mse", f"{prefix}_psnr", f"{prefix}_ssim")}
-
-
 def per_class_csv(model_summary: dict[str, float], pca_summary: dict[str, float], class_names) -> str:
     rows = ["class,model_mse,pca_mse"]
-    present = [
-        c for c in class_names if f"test_mse_{c}" in model_summary
-    ]  # a small test set may lack a class
+    # A small test set may lack a class.
+    present = [c for c in class_names if metrics.key(metrics.MODEL, "mse", c) in model_summary]
     rows += [
-        f"{c},{model_summary[f'test_mse_{c}']:.8g},{pca_summary[f'pca_test_mse_{c}']:.8g}" for c in present
+        f"{c},{model_summary[metrics.key(metrics.MODEL, 'mse', c)]:.8g},"
+        f"{pca_summary[metrics.key(metrics.PCA, 'mse', c)]:.8g}"
+        for c in present
     ]
     return "\n".join(rows) + "\n"
 
@@ -142,6 +139,26 @@ def require_same_model(recorded: dict | None, cfg: Config) -> None:
         )
 
 
+@dataclass(frozen=True)
+class TestImages:
+    """The test set as evaluate scores it, (N, 32, 32, 3) each: the clean images, the model's
+    input (the clean images again for reconstruct) and the model's output."""
+
+    clean: np.ndarray
+    inputs: np.ndarray
+    outputs: np.ndarray
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What evaluate measured: the headline scores (reports/metrics.json), every summary with its
+    per-class numbers (logged to MLflow) and each classical method's restored test images."""
+
+    results: dict[str, float]
+    summaries: dict[str, dict[str, float]]
+    baselines: dict[str, np.ndarray]
+
+
 def run(cfg: Config) -> dict[str, float]:
     """Score the model's output for the task against the clean test images, next to the corrupted
     input itself (the floor a restoration must beat) and PCA at the same code size; write
@@ -149,57 +166,77 @@ def run(cfg: Config) -> dict[str, float]:
     trained = json.loads(RUN_INFO.read_text()) if RUN_INFO.exists() else {}
     require_same_model(trained.get("model_identity"), cfg)
     data = load_dataset(PROCESSED).scaled()
-    model = load_model()
-    corruption = cfg.input_corruption
-    inputs = corruption.fixed(data.x_test, cfg.seed, "test")  # the same inputs on every run
-    recon = model.predict(inputs, batch_size=512, verbose=keras_verbosity())
-    clean, input_images, recon_images = to_images(data.x_test), to_images(inputs), to_images(recon)
-    # PCA is fitted on clean training images and projects the same (corrupted) test inputs.
-    pca_images = to_images(pca_reconstruct(data.x_train, inputs, cfg.model.latent_size, seed=cfg.seed))
-
-    model_summary = metrics.summarize(clean, recon_images, data.y_test, data.class_names, prefix="test")
-    pca_summary = metrics.summarize(clean, pca_images, data.y_test, data.class_names, prefix="pca_test")
-    mean_image = data.x_train.mean(axis=0)
-    results = {
-        **headline(model_summary, "test"),
-        **headline(pca_summary, "pca_test"),
-        "mean_image_test_mse": float(np.mean((data.x_test - mean_image) ** 2)),
-    }
-    if not corruption.is_identity:
-        input_summary = metrics.summarize(
-            clean, input_images, data.y_test, data.class_names, prefix="input_test"
-        )
-        results.update(headline(input_summary, "input_test"))
-    baselines: dict[str, np.ndarray] = {}
-    if not corruption.is_identity and cfg.evaluate.classical:
-        strengths, baselines = classical_baselines(cfg, data, corruption, input_images)
-        results.update(strengths)
-        for method, images in baselines.items():
-            summary = metrics.summarize(clean, images, data.y_test, data.class_names, prefix=f"{method}_test")
-            results.update(headline(summary, f"{method}_test"))
-
-    picks = example_indices(data.y_test, cfg.evaluate.examples)
-    errors = metrics.mse_per_image(clean, recon_images)
-    titles = [data.class_names[data.y_test[i]] for i in picks]
-    drawn = {
-        "reconstructions": examples_figure(
-            clean, input_images, recon_images, picks, titles, not corruption.is_identity, baselines
-        ),
-        "best_worst": figures.best_worst(clean, recon_images, errors, k=cfg.evaluate.best_worst),
-    }
+    inputs = cfg.input_corruption.fixed(data.x_test, cfg.seed, "test")  # the same inputs on every run
+    outputs = load_model().predict(inputs, batch_size=512, verbose=keras_verbosity())
+    images = TestImages(to_images(data.x_test), to_images(inputs), to_images(outputs))
+    scores = score(cfg, data, images, inputs)
+    drawn = draw(cfg, data, images, scores.baselines)
     with atomic_dir(EVAL_FIGURES) as folder:
         for name, figure in drawn.items():
             figure.savefig(folder / f"{name}.png", dpi=100)
-    write_text(PER_CLASS, per_class_csv(model_summary, pca_summary, data.class_names))
-    write_text(METRICS, json.dumps(results, indent=2) + "\n")
+    write_text(
+        PER_CLASS,
+        per_class_csv(scores.summaries[metrics.MODEL], scores.summaries[metrics.PCA], data.class_names),
+    )
+    write_text(METRICS, json.dumps(scores.results, indent=2) + "\n")
+    experiment_id = log_to_run(cfg, data, trained.get("run_id"), scores, drawn)
+    report(cfg, scores)
+    log.info("%s", tracking.runs_link(experiment_id))
+    return scores.results
 
+
+def score(cfg: Config, data: Dataset, images: TestImages, inputs: np.ndarray) -> Scores:
+    """The model, PCA (fitted on the clean training images, projecting the same test inputs) and,
+    for deblur and denoise, the corrupted input and each classical method, on the clean images."""
+    corruption = cfg.input_corruption
+    pca = to_images(pca_reconstruct(data.x_train, inputs, cfg.model.latent_size, seed=cfg.seed))
+    scored = {metrics.MODEL: images.outputs, metrics.PCA: pca}
+    strengths: dict[str, float] = {}
+    baselines: dict[str, np.ndarray] = {}
+    if not corruption.is_identity:
+        scored[metrics.INPUT] = images.inputs
+        if cfg.evaluate.classical:
+            strengths, baselines = classical_baselines(cfg, data, corruption, images.inputs)
+            scored |= {metrics.classical_prefix(method): out for method, out in baselines.items()}
+    summaries = {
+        prefix: metrics.summarize(images.clean, out, data.y_test, data.class_names, prefix=prefix)
+        for prefix, out in scored.items()
+    }
+    results = {
+        name: value
+        for prefix in summaries
+        for name, value in metrics.headline(summaries[prefix], prefix).items()
+    }
+    results["mean_image_test_mse"] = float(np.mean((data.x_test - data.x_train.mean(axis=0)) ** 2))
+    return Scores({**results, **strengths}, summaries, baselines)
+
+
+def draw(cfg: Config, data: Dataset, images: TestImages, baselines: dict[str, np.ndarray]) -> dict:
+    """The report's figure (one test image per class, with the classical restorations for deblur
+    and denoise) and the best and worst reconstructions."""
+    picks = example_indices(data.y_test, cfg.evaluate.examples)
+    titles = [data.class_names[data.y_test[i]] for i in picks]
+    restoring = not cfg.input_corruption.is_identity
+    errors = metrics.mse_per_image(images.clean, images.outputs)
+    return {
+        "reconstructions": examples_figure(
+            images.clean, images.inputs, images.outputs, picks, titles, restoring, baselines
+        ),
+        "best_worst": figures.best_worst(images.clean, images.outputs, errors, k=cfg.evaluate.best_worst),
+    }
+
+
+def log_to_run(cfg: Config, data: Dataset, run_id: str | None, scores: Scores, drawn: dict) -> str:
+    """Log the scores, figures and the EDA's outputs into the training run (or a new run) and
+    register the model under its family's, task's and data's name; the experiment's id."""
     tracking.use_project_store()
-    run_id = trained.get("run_id")
+    corruption = cfg.input_corruption
     with (
         tracking.resume_or_start(run_id, tags=tracking.run_tags(data.archive_md5)),
         tracking.ended_as_it_failed(),
     ):
-        mlflow.log_metrics({**model_summary, **pca_summary, **results})
+        logged = {name: value for summary in scores.summaries.values() for name, value in summary.items()}
+        mlflow.log_metrics(logged | scores.results)
         tracking.log_figures(drawn, "evaluate")
         if EDA_METRICS.exists():
             mlflow.log_metrics(json.loads(EDA_METRICS.read_text()))
@@ -207,30 +244,35 @@ def run(cfg: Config) -> dict[str, float]:
             mlflow.log_artifact(str(path), "eda")
         mlflow.set_tags(tracking.task_tags(corruption, cfg.model.family))
         name = tracking.registered_name(corruption, cfg.model.family) + subset_suffix(cfg)
-        register(mlflow.active_run().info.run_id, results["test_mse"], name)
-        experiment_id = mlflow.active_run().info.experiment_id
+        register(mlflow.active_run().info.run_id, scores.results[metrics.key(metrics.MODEL, "mse")], name)
+        return mlflow.active_run().info.experiment_id
+
+
+def report(cfg: Config, scores: Scores) -> None:
+    """The scores in a few log lines: the model beside PCA, then the corrupted input and each
+    classical method for deblur and denoise."""
+    results, model = scores.results, metrics.MODEL
     log.info(
         "test MSE %.5f (PCA-%d %.5f), PSNR %.2f dB, SSIM %.3f",
-        results["test_mse"],
+        results[metrics.key(model, "mse")],
         cfg.model.latent_size,
-        results["pca_test_mse"],
-        results["test_psnr"],
-        results["test_ssim"],
+        results[metrics.key(metrics.PCA, "mse")],
+        results[metrics.key(model, "psnr")],
+        results[metrics.key(model, "ssim")],
     )
-    if not corruption.is_identity:
+    if not cfg.input_corruption.is_identity:
         log.info(
             "%s: the corrupted input itself scores PSNR %.2f dB, SSIM %.3f (output %+.2f dB)",
-            corruption.describe(),
-            results["input_test_psnr"],
-            results["input_test_ssim"],
-            results["test_psnr"] - results["input_test_psnr"],
+            cfg.input_corruption.describe(),
+            results[metrics.key(metrics.INPUT, "psnr")],
+            results[metrics.key(metrics.INPUT, "ssim")],
+            results[metrics.key(model, "psnr")] - results[metrics.key(metrics.INPUT, "psnr")],
         )
-    for method in baselines:
+    for method in scores.baselines:
+        prefix = metrics.classical_prefix(method)
         log.info(
             "%s (classical): PSNR %.2f dB, SSIM %.3f",
             method,
-            results[f"{method}_test_psnr"],
-            results[f"{method}_test_ssim"],
+            results[metrics.key(prefix, "psnr")],
+            results[metrics.key(prefix, "ssim")],
         )
-    log.info("%s", tracking.runs_link(experiment_id))
-    return results

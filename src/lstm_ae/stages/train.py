@@ -66,19 +66,14 @@ def run(cfg: Config) -> dict[str, list[float]]:
     keras.utils.set_random_seed(cfg.seed)
     warn_if_bfloat16_is_emulated(cfg)
     data = load_dataset(PROCESSED).scaled()
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, data.x_train, cfg.seed)  # the sweep autoencoder starts at their PCA
     experiment_id = tracking.use_project_store()
     logger = tracking.EpochLogger(keep_after_outage=True)
-    with (
-        tracking.start_training_run(
-            tracking.run_name(),
-            {
-                **tracking.run_tags(data.archive_md5),
-                **tracking.task_tags(cfg.input_corruption, cfg.model.family),
-            },
-        ) as active,
-        tracking.ended_as_it_failed(),
-    ):
+    tags = {
+        **tracking.run_tags(data.archive_md5),
+        **tracking.task_tags(cfg.input_corruption, cfg.model.family),
+    }
+    with tracking.start_training_run(tracking.run_name(), tags) as active, tracking.ended_as_it_failed():
         tracking.log_training_data(PROCESSED, data.archive_md5, data.x_train)
         tracking.log_new_params(tracking.flatten_params(cfg.model_dump(mode="json")))
         mlflow.log_params(
@@ -93,23 +88,8 @@ def run(cfg: Config) -> dict[str, list[float]]:
             corruption=cfg.input_corruption,
             seed=cfg.seed,
         )
-        best = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
-        loss_figure = figures.loss_curves(history)
-        with atomic_path(LOSS_FIGURE) as tmp:
-            loss_figure.savefig(tmp, dpi=100)
-        write_text(HISTORY, history_csv(history))
-        # The model file is written last among the heavy outputs, so a failure above keeps the old
-        # one; the logged (or kept) model is that same file, logged before it replaces the old one.
-        summary = {"best_epoch": best + 1, "best_val_loss": history["val_loss"][best]}
-        with atomic_path(MODEL) as tmp:
-            model.save(tmp)
-            metrics = logger.unsent + tracking.metric_points(summary)
-            unsent = tracking.Unsent(active.info.run_id, metrics, {LOSS_FIGURE: "train"}, tmp)
-            kept = tracking.send_or_keep(unsent, logger.trouble)
-        tracking.save_reconstruction_model(MODEL, SERVED_MODEL)
-        # What the model is bound to goes beside the run id: evaluate refuses other settings.
-        run_info = {"run_id": active.info.run_id, "model_identity": cfg.model_identity()}
-        write_text(RUN_INFO, json.dumps(run_info, indent=2) + "\n")
+        kept = save_outputs(cfg, model, history, active.info.run_id, logger)
+    best = best_epoch(history)
     log.info(
         "best epoch %d of %d, val_loss %.5f -> %s",
         best + 1,
@@ -122,3 +102,40 @@ def run(cfg: Config) -> dict[str, list[float]]:
     else:
         log.warning("%s", tracking.kept_note(kept))
     return history
+
+
+def best_epoch(history: dict[str, list[float]]) -> int:
+    """The 0-based epoch of the lowest validation loss, the weights early stopping kept."""
+    return min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
+
+
+def save_outputs(
+    cfg: Config,
+    model: keras.Model,
+    history: dict[str, list[float]],
+    run_id: str,
+    logger: tracking.EpochLogger,
+) -> Path | None:
+    """Write the loss figure, the history, the model, its served copy and the run's id, and send
+    the run what it has not had yet; the folder where it was kept if the server did not take it.
+
+    The model file is written last among the heavy outputs, so a failure above keeps the old one;
+    the logged (or kept) model is that same file, logged before it replaces the old one.
+    """
+    with atomic_path(LOSS_FIGURE) as tmp:
+        figures.loss_curves(history).savefig(tmp, dpi=100)
+    write_text(HISTORY, history_csv(history))
+    best = best_epoch(history)
+    summary = {"best_epoch": best + 1, "best_val_loss": history["val_loss"][best]}
+    with atomic_path(MODEL) as tmp:
+        model.save(tmp)
+        metrics = logger.unsent + tracking.metric_points(summary)
+        kept = tracking.send_or_keep(
+            tracking.Unsent(run_id, metrics, {LOSS_FIGURE: "train"}, tmp), logger.trouble
+        )
+    tracking.save_reconstruction_model(MODEL, SERVED_MODEL)
+    # What the model is bound to goes beside the run id: evaluate refuses other settings.
+    write_text(
+        RUN_INFO, json.dumps({"run_id": run_id, "model_identity": cfg.model_identity()}, indent=2) + "\n"
+    )
+    return kept

@@ -40,13 +40,15 @@ def _searched(cfg: Config) -> dict:
     """The part of tune.search that this study's family draws from (a study from before the
     restorer existed recorded the autoencoder's keys only)."""
     space = cfg.tune.search.model_dump(mode="json")
-    restorer = space.pop("restorer")
+    restorer, sweep = space.pop("restorer"), space.pop("sweep")
     if cfg.model.family == "restorer":
         return {
             "restorer": restorer,
             "learning_rate": space["learning_rate"],
             "batch_size": space["batch_size"],
         }
+    if cfg.model.family == "sweep_ae":
+        return {"sweep": sweep, "code_size": cfg.model.sweep.code_size}
     return space
 
 

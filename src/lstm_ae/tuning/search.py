@@ -25,7 +25,7 @@ import sqlalchemy
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
-from lstm_ae.config import Config, ModelConfig, RestorerConfig, SearchSpace, TrainConfig
+from lstm_ae.config import Config, ModelConfig, SearchSpace, TrainConfig
 from lstm_ae.data.corruption import Corruption
 from lstm_ae.databases import with_installed_driver
 from lstm_ae.errors import UserError
@@ -49,6 +49,18 @@ class StorageError(UserError, ValueError):
 
 def suggest_params(trial: optuna.Trial, space: SearchSpace, family: str = "autoencoder") -> dict[str, Any]:
     """Draw one point of the search space; the names are what Optuna and MLflow show."""
+    if family == "sweep_ae":
+        sweep = space.sweep
+        return {
+            "sweep_features": trial.suggest_categorical("sweep_features", sweep.features),
+            "sweep_units": trial.suggest_categorical("sweep_units", sweep.units),
+            "sweep_patch": trial.suggest_categorical("sweep_patch", sweep.patch),
+            "sweep_linear_rate": trial.suggest_categorical("sweep_linear_rate", sweep.linear_rate),
+            "learning_rate": trial.suggest_float(
+                "learning_rate", sweep.learning_rate.low, sweep.learning_rate.high, log=True
+            ),
+            "batch_size": trial.suggest_categorical("batch_size", sweep.batch_size),
+        }
     if family == "restorer":
         return {
             "restorer_features": trial.suggest_categorical("restorer_features", space.restorer.features),
@@ -87,26 +99,13 @@ def configs_from_params(
     Like the train keys outside the search, ``precision`` comes from the pipeline's params
     (model.precision), so a study on a bfloat16 CPU can compute in bfloat16 too. A restorer
     trial (its parameters start with ``restorer_``) changes only model.restorer of ``base``,
-    the pipeline's model section.
+    the pipeline's model section; a sweep autoencoder trial (``sweep_``) only model.sweep.
     """
-    if "restorer_units" in params:
-        if base is None:
-            raise ValueError("a restorer trial needs the pipeline's model section as its base")
-        restorer = RestorerConfig(
-            features=params["restorer_features"],
-            units=params["restorer_units"],
-            blocks=params["restorer_blocks"],
-        )
-        model = ModelConfig.model_validate(
-            {
-                **base.model_dump(),
-                "family": "restorer",
-                "restorer": restorer.model_dump(),
-                "precision": precision,
-            }
-        )
+    if "sweep_units" in params or "restorer_units" in params:
+        model = _section_model(params, base, precision)
     else:
         model = ModelConfig(
+            family="autoencoder",
             encoder_widths=(params["encoder_width"],) * params["encoder_layers"] + (params["latent_size"],),
             decoder_widths=(params["decoder_width"],) * params["decoder_layers"],
             head=params["head"],
@@ -119,6 +118,26 @@ def configs_from_params(
     if max_epochs is not None:
         update["max_epochs"] = max_epochs
     return model, TrainConfig.model_validate({**train.model_dump(), **update})
+
+
+# A family searched within its own section of the model settings: the trial parameters' prefix.
+SECTION_FAMILIES = {"restorer": "restorer", "sweep": "sweep_ae"}
+
+
+def _section_model(params: Mapping[str, Any], base: ModelConfig | None, precision: str) -> ModelConfig:
+    """``base`` with the section a restorer (``restorer_*``) or sweep autoencoder (``sweep_*``) trial
+    drew replaced, key by key, and its family set."""
+    section = "restorer" if "restorer_units" in params else "sweep"
+    family = SECTION_FAMILIES[section]
+    if base is None:
+        what = "a restorer" if family == "restorer" else "a sweep autoencoder"
+        raise ValueError(f"{what} trial needs the pipeline's model section as its base")
+    prefix = f"{section}_"
+    drawn = {key.removeprefix(prefix): value for key, value in params.items() if key.startswith(prefix)}
+    current = getattr(base, section).model_dump()
+    return ModelConfig.model_validate(
+        {**base.model_dump(), "family": family, section: {**current, **drawn}, "precision": precision}
+    )
 
 
 def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
@@ -253,7 +272,7 @@ class Objective:
         )
         keras.utils.set_random_seed(self.seed + trial.number)
         with self.tracker(trial, model_cfg, train_cfg) as (callbacks, results), _fresh_keras():
-            model = build_model(model_cfg)
+            model = build_model(model_cfg, self.x_train, self.seed)
             # Tracking callbacks first: a pruned epoch must still be logged before the fit stops.
             pruning = PruningCallback(trial, train_cfg.max_epochs)
             history = fit(
@@ -297,10 +316,10 @@ def best_overrides(
     family's keys are left alone, since they do not change the model.
     """
     model, tuned = configs_from_params(trial.params, train, precision=precision, base=base)
-    if model.family == "restorer":
-        keys = {"family", "restorer", "precision"}
+    if model.family in ("restorer", "sweep_ae"):
+        keys = {"family", "restorer" if model.family == "restorer" else "sweep", "precision"}
     else:
-        keys = set(ModelConfig.model_fields) - {"restorer"}
+        keys = set(ModelConfig.model_fields) - {"restorer", "sweep"}
     return {
         "model": model.model_dump(mode="json", include=keys),
         "train": {"learning_rate": float(f"{tuned.learning_rate:.4g}"), "batch_size": tuned.batch_size},
