@@ -1,4 +1,5 @@
-"""How low a test MSE does each recipe reach in its training time? (docs/results.md: Headline table)
+"""How low a test MSE does each recipe reach in its training time? (docs/results.md: Headline table,
+The sweep autoencoder against PCA)
 
 The report's recipe, the default recipe (params.yaml) and PCA at the same code size, on the same
 images, in one go. Its runs are behind docs/results.md's headline table (and the README's Results
@@ -15,6 +16,8 @@ Contenders:
   report   the report's model and recipe: LSTM(512) -> LSTM(256) -> RepeatVector -> LSTM(256) ->
            LSTM(96, sigmoid), Adam 1e-4, batch 128, early stopping with patience 10
   default  model.* and train.* of params.yaml, through lstm_ae.model.fit.fit (what `dvc repro` trains):
+           since 2026-12-05 the sweep autoencoder (model.family sweep_ae), 12 epochs at batch 32,
+           Adam 0.006. Before it, the LSTM autoencoder that is now the `autoencoder` preset:
            since 2026-11-29 the best trial of the tuning study (docs/tuning.md) made bidirectional,
            encoder LSTM(256) (2 x 128), decoder LSTM(512) (2 x 256), dense head, Adam 0.00177,
            and (later that day) with the one-hot row index beside the code (model.row_index),
@@ -25,8 +28,9 @@ Contenders:
   pca      PCA with as many components as the default's latent size, fitted on the training images
 
 An LSTM contender may change keys of its model and train sections, with the same checks as
-params.yaml: `default:train.schedule=cooldown`, `report:train.learning_rate=0.001:train.max_epochs=9`
-(values are YAML). The table names each contender by that spec.
+params.yaml: `default:train.schedule=cooldown`, `report:train.learning_rate=0.001:train.max_epochs=9`,
+`default:model.sweep.linear_rate=0` (values are YAML; a dotted key changes one key of a nested
+section). The table names each contender by that spec.
 
 Each LSTM contender trains in a fresh process until its own max_epochs, early stopping, or
 --minutes of training wall time, whichever comes first (the budget is checked at epoch ends).
@@ -36,7 +40,8 @@ median epoch time (the first epoch includes tracing). Training CPU time is the p
 plus system time over the same epochs (all threads): on a shared machine wall time for the same
 work swings several-fold, CPU time shows the work. Peak memory is the process's maximum RSS.
 
-Writes benchmarks/out/compare-<time>.json and prints a Markdown table.
+Writes benchmarks/out/compare-<time>.json, a figure of every contender's test MSE against training
+time beside it (.png; `--plot FILE.json` draws it again) and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -246,6 +251,32 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def curve_figure(rows: list[dict], path: Path) -> None:
+    """Test MSE after each epoch against training time, one line per LSTM contender, PCA as a
+    level line: where each recipe stands at any budget, not only at its end."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(9, 5.5))
+    for row in rows:
+        if "epochs" in row:
+            minutes = [e["trained_s"] / 60 for e in row["epochs"]]
+            axes.plot(minutes, [e["test_mse"] for e in row["epochs"]], marker=".", label=row["contender"])
+        else:
+            axes.axhline(
+                row["test_mse"], color="black", linestyle="--", label=f"{row['contender']} (fit in seconds)"
+            )
+    axes.set(
+        xlabel="training time (min)", ylabel="test MSE", yscale="log", title="Test MSE against training time"
+    )
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -268,7 +299,16 @@ def main() -> None:
         "e.g. 200 to let the default recipe use the whole --minutes budget",
     )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one contender in this process
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="RESULT.json",
+        help="only draw RESULT.png from an earlier run's result file",
+    )
     args = parser.parse_args()
+    if args.plot:
+        curve_figure(json.loads(args.plot.read_text())["rows"], args.plot.with_suffix(".png"))
+        return
     for spec in args.contenders:  # every spec checked before an hour of training starts
         try:
             if contender(spec)[0] != "pca":
@@ -307,8 +347,9 @@ def main() -> None:
         rows.append(json.loads(lines[0].removeprefix("RESULT ")))
         # After every contender, so an interrupted hour-long run keeps what it measured.
         atomic.write_text(path, json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    curve_figure(rows, path.with_suffix(".png"))
     print(table(rows))
-    print(f"\n(raw numbers: {path})")
+    print(f"\n(raw numbers: {path}; test MSE against training time: {path.with_suffix('.png')})")
 
 
 if __name__ == "__main__":

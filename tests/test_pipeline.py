@@ -160,8 +160,8 @@ def test_repro_writes_metrics_history_and_figures(pipeline: Path) -> None:
 def test_one_mlflow_run_holds_the_whole_execution(pipeline: Path) -> None:
     (run,) = project_runs(pipeline)
     assert run.info.status == "FINISHED"
-    assert run.data.params["train.learning_rate"] == "0.003"
-    assert run.data.params["model.encoder_widths"] == "[16, 8]"
+    assert run.data.params["train.learning_rate"] == "0.006"
+    assert run.data.params["model.family"] == "sweep_ae" and run.data.params["model.sweep.code_size"] == "8"
     assert run.data.params["fetch.md5"] == run.data.tags["data_md5"]
     assert (
         run.data.tags["mlflow.source.git.commit"] == sh(pipeline, "git", "rev-parse", "HEAD").stdout.strip()
@@ -368,6 +368,13 @@ def test_exp_run_with_a_restoration_task_retrains_and_reports_the_floor(pipeline
         "model.restorer.units",
         "model.restorer.blocks",
         "model.restorer.sweeps",
+        "model.sweep.code_size",
+        "model.sweep.linear_rate",
+        "model.sweep.patch",
+        "model.sweep.features",
+        "model.sweep.units",
+        "model.sweep.blocks",
+        "model.sweep.sweeps",
         "train.learning_rate",
         "train.batch_size",
         "train.max_epochs",
@@ -459,6 +466,8 @@ def test_pipeline_on_a_real_cifar10_subset_from_the_mirror(tmp_path_factory: pyt
         f"fetch.url={archive.as_uri()}",
         "-S",
         f"fetch.md5={md5(archive)}",
+        "-S",
+        "model.family=autoencoder",
         "-S",
         "model.encoder_widths=[512,256]",
         "-S",

@@ -35,7 +35,7 @@ from tests.test_ui import assert_runs_table, lstm_ae, printed_runs_link, render,
 
 pytestmark = pytest.mark.slow
 
-CHAMPION = "models:/cifar10-lstm-autoencoder@champion"
+CHAMPION = "models:/cifar10-lstm-sweep-autoencoder@champion"  # the default family
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def test_repro_logs_to_the_server_which_keeps_the_artifacts_and_the_champion(
     }
     assert any(server.artifacts.rglob("reconstructions.png"))
     assert not (pipeline / "mlflow.db").exists() and not (pipeline / "mlartifacts").exists()
-    champion = client.get_model_version_by_alias("cifar10-lstm-autoencoder", "champion")
+    champion = client.get_model_version_by_alias("cifar10-lstm-sweep-autoencoder", "champion")
     assert champion.run_id == run.info.run_id
 
 
