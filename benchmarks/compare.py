@@ -84,26 +84,16 @@ def contender(spec: str) -> tuple[str, dict[str, dict]]:
     return name, changes
 
 
-def _nested(section: dict, changes: dict) -> dict:
-    """``section`` with ``changes`` applied, a dotted key changing one key of a nested mapping."""
-    merged = dict(section)
-    for key, value in changes.items():
-        head, dot, rest = key.partition(".")
-        merged[head] = _nested(merged.get(head) or {}, {rest: value}) if dot else value
-    return merged
-
-
 def configs(spec: str, max_epochs: int | None):
-    """params.yaml with the model and train sections of an LSTM contender spec, validated like it."""
-    from lstm_ae.config import load_config, override
+    """params.yaml with the model and train sections of an LSTM contender spec, validated like it
+    (dotted keys set as `-S` sets them: config.set_values)."""
+    from lstm_ae.config import load_config
 
     name, changes = contender(spec)
-    cfg = load_config(Path("params.yaml"), preset="report" if name == "report" else None)
-    if max_epochs is not None:
-        cfg = override(cfg, "train", {"max_epochs": max_epochs})
-    for section, values in changes.items():  # the spec's own keys win over --max-epochs
-        cfg = override(cfg, section, _nested(cfg.model_dump(mode="json")[section], values))
-    return cfg
+    values = {} if max_epochs is None else {"train.max_epochs": max_epochs}
+    # The spec's own keys win over --max-epochs.
+    values |= {f"{section}.{key}": value for section, keys in changes.items() for key, value in keys.items()}
+    return load_config(Path("params.yaml"), preset="report" if name == "report" else None, values=values)
 
 
 def _data(train_images: int, val_images: int, test_images: int):
