@@ -94,6 +94,22 @@ class ClipWhenPredicting(keras.layers.Layer):
         return x if training else keras.ops.clip(x, 0.0, 1.0)
 
 
+def sweep_stack(x, units: int, blocks: int, sweeps: str = "both"):
+    """``blocks`` x (row sweep, column sweep) over a (batch, height, width, features) map.
+
+    The ablations keep the depth and widths: ``rows`` drops the column sweeps (each position
+    sees its row only), ``none`` makes every sweep a per-position Dense layer of the same output
+    width (no position sees another)."""
+    for i in range(blocks):
+        for axis in ("rows", "columns"):
+            name = f"{axis}_{i + 1}"
+            if sweeps == "none":
+                x = keras.layers.Dense(2 * units, activation="tanh", name=f"pointwise_{name}")(x)
+            elif axis == "rows" or sweeps == "both":
+                x = Sweep(units, axis, name=f"sweep_{name}")(x)
+    return x
+
+
 def build_restorer(cfg: RestorerConfig) -> keras.Model:
     """Pixels -> Dense(features) -> ``blocks`` x (row sweep, column sweep) -> Dense(3) correction,
     added to the input.
@@ -107,13 +123,7 @@ def build_restorer(cfg: RestorerConfig) -> keras.Model:
     rows = keras.Input(shape=(None, None), name="rows")
     pixels = RowsToPixels(name="pixels")(rows)
     x = keras.layers.Dense(cfg.features, activation="tanh", name="project_in")(pixels)
-    for i in range(cfg.blocks):
-        for axis in ("rows", "columns"):
-            name = f"{axis}_{i + 1}"
-            if cfg.sweeps:
-                x = Sweep(cfg.units, axis, name=f"sweep_{name}")(x)
-            else:
-                x = keras.layers.Dense(2 * cfg.units, activation="tanh", name=f"pointwise_{name}")(x)
+    x = sweep_stack(x, cfg.units, cfg.blocks, "both" if cfg.sweeps else "none")
     correction = keras.layers.Dense(CHANNELS, kernel_initializer="zeros", name="correction")(x)
     restored = keras.layers.Add(name="residual")([pixels, correction])
     outputs = ClipWhenPredicting(name="clip")(PixelsToRows(name="rows_out")(restored))

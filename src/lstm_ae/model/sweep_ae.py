@@ -28,7 +28,7 @@ from sklearn.decomposition import PCA
 from lstm_ae.config import SweepConfig
 from lstm_ae.data.sequences import FEATURES, ROWS
 from lstm_ae.errors import UserError
-from lstm_ae.model.restorer import CHANNELS, ClipWhenPredicting, Sweep
+from lstm_ae.model.restorer import CHANNELS, ClipWhenPredicting, sweep_stack
 
 PIXELS = ROWS * FEATURES  # 3,072 values per image
 SIDE = ROWS  # 32 x 32 pixels
@@ -107,18 +107,6 @@ class PatchesToRows(ToPatches):
         return (input_shape[0], ROWS, FEATURES)
 
 
-def _sweeps(x, cfg: SweepConfig):
-    """``cfg.blocks`` x (row sweep, column sweep), or the ablations: rows only, or per-position Dense."""
-    for i in range(cfg.blocks):
-        for axis in ("rows", "columns"):
-            name = f"{axis}_{i + 1}"
-            if cfg.sweeps == "none":
-                x = keras.layers.Dense(2 * cfg.units, activation="tanh", name=f"pointwise_{name}")(x)
-            elif axis == "rows" or cfg.sweeps == "both":
-                x = Sweep(cfg.units, axis, name=f"sweep_{name}")(x)
-    return x
-
-
 def _linear(units: int, rate: float, name: str) -> ScaledDense:
     """A linear map training at ``rate``; at 0, frozen (the ablation fixed at PCA)."""
     return ScaledDense(units, rate or 1.0, trainable=rate > 0, name=name)
@@ -130,7 +118,7 @@ def build_decoder(cfg: SweepConfig) -> keras.Model:
     linear = _linear(PIXELS, cfg.linear_rate, "linear_decoder")(code)
     patches = ToPatches(cfg.patch, name="patches")(linear)
     x = keras.layers.Dense(cfg.features, activation="tanh", name="project_in")(patches)
-    x = _sweeps(x, cfg)
+    x = sweep_stack(x, cfg.units, cfg.blocks, cfg.sweeps)
     correction = keras.layers.Dense(
         cfg.patch * cfg.patch * CHANNELS, kernel_initializer="zeros", name="correction"
     )(x)
