@@ -14,7 +14,7 @@ import pytest
 from lstm_ae import tracking
 from lstm_ae.model.saved import load_model
 from lstm_ae.model.sweep_ae import encoder
-from lstm_ae.serving.inference import ImageInputError, encode
+from lstm_ae.serving.inference import ImageInputError, encode, reconstruct
 from lstm_ae.serving.pyfunc import ImageRequestError
 from tests.helpers.tiny_models import save_fixed_size_model, save_restorer, save_sweep_autoencoder
 
@@ -51,6 +51,9 @@ def test_a_served_sweep_autoencoder_gives_each_images_code_beside_its_reconstruc
     assert out["reconstruction"].shape == (3, 32, 32, 3) and out["code"].shape == (3, 8)
     keras_model = load_model(keras_file)
     np.testing.assert_allclose(out["code"], encode(keras_model, images), atol=1e-6)
+    recon, mse = reconstruct(keras_model, images)  # one pass gives what two separate calls give
+    np.testing.assert_allclose(out["reconstruction"], recon, atol=1e-6)
+    np.testing.assert_allclose(out["mse"], mse, rtol=1e-5)
     rows = (images / np.float32(255.0)).reshape(3, 32, 96)
     np.testing.assert_allclose(out["code"], encoder(keras_model).predict(rows, verbose=0), atol=1e-5)
     restorer = served(save_restorer(tmp_path / "restorer.keras"), tmp_path / "served-restorer")

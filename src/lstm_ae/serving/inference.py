@@ -147,6 +147,33 @@ def encode(model, images: object, batch_size: int = 256) -> np.ndarray:
     return np.asarray(encoder.predict(rows, batch_size=batch_size, verbose=0), dtype=np.float32)
 
 
+def with_code(model):
+    """``model`` with its code as a second output, so that one pass gives both (see
+    :func:`reconstruct_with_code`); None when it has no code (the restorer)."""
+    import keras
+
+    layer = code_layer(model)
+    return None if layer is None else keras.Model(model.inputs, [*model.outputs, layer.output])
+
+
+def reconstruct_with_code(coded, images: object, batch_size: int = 256) -> tuple[np.ndarray, ...]:
+    """:func:`reconstruct` and :func:`encode` in one pass of a :func:`with_code` model:
+    (reconstructions, per-image MSE, codes), the images converted once and the encoder run once."""
+    unit = to_unit_images(images, input_size(coded))
+    rows = unit.reshape(len(unit), unit.shape[1], -1)
+    recon, code = coded.predict(rows, batch_size=batch_size, verbose=0)
+    recon = _as_images(recon, unit.shape)
+    return recon, mse_per_image(unit, recon), np.asarray(code, dtype=np.float32)
+
+
+def _as_images(recon, shape: tuple[int, ...]) -> np.ndarray:
+    """A model's rows as float32 images of ``shape``, clipped to [0, 1] in place (a copy of a large
+    photo is hundreds of MB)."""
+    recon = np.asarray(recon, dtype=np.float32).reshape(shape)
+    np.clip(recon, 0.0, 1.0, out=recon)
+    return recon
+
+
 def reconstruct(model, images: object, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(reconstructions (N, H, W, 3) float32 in [0, 1], per-image MSE (N,)) for any Keras-like
     model that maps (N, H, W * 3) rows to the same shape; H and W must be the model's own size
@@ -161,9 +188,8 @@ def reconstruct(model, images: object, batch_size: int = 256) -> tuple[np.ndarra
         recon = restore_tiled(lambda rows: model.predict(rows, batch_size=len(rows), verbose=0), unit)
     else:
         rows = unit.reshape(n, height, width * CHANNELS)  # the layout of data.sequences.to_sequences
-        recon = np.asarray(model.predict(rows, batch_size=batch_size, verbose=0), dtype=np.float32)
-    recon = recon.reshape(unit.shape)
-    np.clip(recon, 0.0, 1.0, out=recon)  # in place: a copy of a large photo is hundreds of MB
+        recon = model.predict(rows, batch_size=batch_size, verbose=0)
+    recon = _as_images(recon, unit.shape)
     return recon, mse_per_image(unit, recon)
 
 

@@ -13,7 +13,13 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import BAD_REQUEST
 
-from lstm_ae.serving.inference import ImageInputError, check_batch_pixels, code_layer, encode, reconstruct
+from lstm_ae.serving.inference import (
+    ImageInputError,
+    check_batch_pixels,
+    reconstruct,
+    reconstruct_with_code,
+    with_code,
+)
 
 
 class ImageRequestError(MlflowException, ImageInputError):
@@ -56,6 +62,7 @@ class ReconstructionModel(mlflow.pyfunc.PythonModel):
         from lstm_ae.model.saved import load_model
 
         self.model = load_model(Path(context.artifacts["keras_model"]))
+        self.coded = with_code(self.model)  # one pass gives the reconstruction and the code
 
     def predict(self, context, model_input, params=None):
         """Reconstruct the batch, or refuse it with :class:`ImageRequestError` (HTTP 400).
@@ -68,8 +75,10 @@ class ReconstructionModel(mlflow.pyfunc.PythonModel):
         """
         try:
             check_batch_pixels(model_input)
-            recon, mse = reconstruct(self.model, model_input)
-            code = encode(self.model, model_input) if code_layer(self.model) is not None else None
+            if self.coded is None:
+                recon, mse = reconstruct(self.model, model_input)
+                return {"reconstruction": recon, "mse": mse}
+            recon, mse, code = reconstruct_with_code(self.coded, model_input)
         except ImageInputError as exc:
             raise ImageRequestError(str(exc)) from None
-        return {"reconstruction": recon, "mse": mse} | ({} if code is None else {"code": code})
+        return {"reconstruction": recon, "mse": mse, "code": code}
