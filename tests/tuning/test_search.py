@@ -290,6 +290,22 @@ def test_progress_line_names_trial_state_params_and_best() -> None:
     assert "val MSE 0.03000" in line and "latent_size=" in line and "best: trial 0, 0.02000" in line
 
 
+def best_trial_overrides(params: dict, base) -> dict:
+    """What search.best_overrides makes of a finished trial with these parameters."""
+    trial = create_trial(
+        value=0.001, params=params, distributions={k: CategoricalDistribution([v]) for k, v in params.items()}
+    )
+    return search.best_overrides(trial, CFG.train, base=base)
+
+
+def composed_by_dvc(line: str, tmp_path: Path):
+    """The settings `dvc exp run` composes from a best-trial line's `-S` values (DVC's own Hydra call)."""
+    out = tmp_path / "params.yaml"
+    words = [w for w in shlex.split(line)[3:] if w != "-S"]
+    compose_and_dump(out, str(ROOT / "conf"), None, "config", str(ROOT), words)
+    return parse_config(yaml.safe_load(out.read_text(encoding="utf-8")))
+
+
 RESTORER_PARAMS = {
     "restorer_features": 32,
     "restorer_units": 16,
@@ -317,12 +333,7 @@ def test_a_restorer_study_searches_widths_depth_and_rate_and_its_best_trial_pars
     assert (model.family, model.restorer.units, model.restorer.blocks) == ("restorer", 16, 2)
     assert model.encoder_widths == CFG.model.encoder_widths  # the autoencoder's keys are left alone
     assert (train.learning_rate, train.max_epochs) == (0.002, 2)
-    trial = create_trial(
-        value=0.001,
-        params=RESTORER_PARAMS,
-        distributions={k: CategoricalDistribution([v]) for k, v in RESTORER_PARAMS.items()},
-    )
-    overrides = search.best_overrides(trial, CFG.train, base=base)
+    overrides = best_trial_overrides(RESTORER_PARAMS, base)
     assert set(overrides["model"]) == {"family", "restorer", "precision"}
     study_cfg = load_config(ROOT / "params.yaml", preset="denoise")
     line = search.exp_run_command(search.study_recipe(study_cfg) | overrides)
@@ -330,9 +341,7 @@ def test_a_restorer_study_searches_widths_depth_and_rate_and_its_best_trial_pars
     words = shlex.split(line)
     assert words[3:7] == ["-S", "preset=denoise", "-S", "task=denoise"]
     # The line as `dvc exp run` composes it: the study's preset first, the tuned values winning over it.
-    out = tmp_path / "params.yaml"
-    compose_and_dump(out, str(ROOT / "conf"), None, "config", str(ROOT), [w for w in words[3:] if w != "-S"])
-    cfg = parse_config(yaml.safe_load(out.read_text(encoding="utf-8")))
+    cfg = composed_by_dvc(line, tmp_path)
     assert (cfg.task, cfg.corruption.noise_sigma, cfg.model.restorer.blocks) == ("denoise", 0.1, 2)
     assert (cfg.train.learning_rate, cfg.train.batch_size) == (0.002, RESTORER_PARAMS["batch_size"])
 
@@ -373,19 +382,11 @@ def test_a_sweep_autoencoder_study_searches_its_own_space_at_one_code_size(tmp_p
     )
     assert model.sweep.code_size == CFG.model.sweep.code_size == model.latent_size == 256
     assert (train.learning_rate, train.batch_size, train.max_epochs) == (0.004, 32, 2)
-    trial = create_trial(
-        value=0.001,
-        params=SWEEP_PARAMS,
-        distributions={k: CategoricalDistribution([v]) for k, v in SWEEP_PARAMS.items()},
-    )
-    overrides = search.best_overrides(trial, CFG.train, base=base)
+    overrides = best_trial_overrides(SWEEP_PARAMS, base)
     assert set(overrides["model"]) == {"family", "sweep", "precision"}
     line = search.exp_run_command(search.study_recipe(CFG) | overrides)
     assert "-S model.family=sweep_ae" in line and "-S model.sweep.patch=1" in line
-    out = tmp_path / "params.yaml"
-    words = [w for w in shlex.split(line)[3:] if w != "-S"]
-    compose_and_dump(out, str(ROOT / "conf"), None, "config", str(ROOT), words)
-    cfg = parse_config(yaml.safe_load(out.read_text(encoding="utf-8")))
+    cfg = composed_by_dvc(line, tmp_path)
     assert (cfg.model.family, cfg.model.sweep.features, cfg.train.learning_rate) == ("sweep_ae", 64, 0.004)
 
 
