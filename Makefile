@@ -47,12 +47,12 @@ lint: install                 ## style, kept by ruff (pinned in requirements.loc
 
 # docs/settings.md is generated from the field descriptions in src/lstm_ae/config.py.
 docs: install                 ## regenerate docs/settings.md
-	python -m lstm_ae.reference params.yaml > docs/settings.md.tmp && mv docs/settings.md.tmp docs/settings.md
+	python -m lstm_ae.settings_reference params.yaml > docs/settings.md.tmp && mv docs/settings.md.tmp docs/settings.md
 
 # MLflow 3 opens an experiment on its GenAI overview, where no run is listed: open the URL printed
 # first instead, the runs table sorted by test MSE with the test metrics shown (tracking.ui_url).
 ui: install                   ## browse the runs at the URL printed first
-	@python -c 'from lstm_ae.startup import import_quietly; print("runs:", import_quietly("lstm_ae.tracking").ui_url())'
+	@python -c 'from lstm_ae.startup import import_quietly; print("runs:", import_quietly("lstm_ae.tracking.ui").ui_url())'
 	@case "$$MLFLOW_TRACKING_URI" in http://*|https://*) echo "the tracking server serves this UI itself";; \
 	  *) mlflow ui --backend-store-uri sqlite:///mlflow.db;; esac
 

@@ -193,7 +193,7 @@ def measure_lstm(name: str, args: argparse.Namespace) -> dict:
 
 
 def measure_pca(args: argparse.Namespace) -> dict:
-    from lstm_ae.baselines import pca_reconstruct
+    from lstm_ae.baselines.pca import pca_reconstruct
     from lstm_ae.config import load_config
 
     cfg = load_config(Path("params.yaml"))

@@ -24,7 +24,7 @@ Contenders, each scored by mean per-image PSNR and SSIM on the corrupted test im
   input        the corrupted input itself: the floor every restoration must beat
   pca          PCA at the autoencoder's code size (the last of model.encoder_widths), fitted on the
                clean training images, applied to the corrupted test inputs
-  tv, wavelet, nl_means      (denoise) lstm_ae.classical's denoisers
+  tv, wavelet, nl_means      (denoise) lstm_ae.baselines.classical's denoisers
   wiener, richardson_lucy    (deblur) its deconvolutions of the known blur
                Each knows the corruption's sigma; its one strength is chosen by mean PSNR on the first
                --classical-val-images corrupted validation images, never on test images.
@@ -77,7 +77,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from lstm_ae import atomic, classical
+from lstm_ae import atomic
+from lstm_ae.baselines import classical
 from lstm_ae.config import Config, ConfigError, load_config, parse_config
 from lstm_ae.data.corruption import Corruption
 from lstm_ae.data.sequences import to_images, to_sequences
@@ -226,7 +227,7 @@ def measure_input(d: TaskData) -> tuple[dict, np.ndarray]:
 
 def measure_pca(d: TaskData, params: Path) -> tuple[dict, np.ndarray]:
     """PCA fitted on the clean training images, applied to the corrupted test images, timed as one."""
-    from lstm_ae.baselines import pca_reconstruct
+    from lstm_ae.baselines.pca import pca_reconstruct
 
     cfg = load_config(params)
     n = cfg.model.latent_size

@@ -154,8 +154,8 @@ def measure(
     if variant == "ours":
         import mlflow
 
-        from lstm_ae import tracking
         from lstm_ae.model import fit as training
+        from lstm_ae.tracking import curves
 
         store = tempfile.mkdtemp()
         mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
@@ -163,7 +163,7 @@ def measure(
         with mlflow.start_run():
             _ready_file(turn_file, index).touch()
             history = training.fit(
-                model, x_train, x_val, cfg, callbacks=[tracking.EpochLogger(), Turns()], verbose=2
+                model, x_train, x_val, cfg, callbacks=[curves.EpochLogger(), Turns()], verbose=2
             )
         val_loss = history["val_loss"][-1]
     else:

@@ -36,7 +36,7 @@ import optuna
 import yaml
 from scratch import scratch_project
 
-from lstm_ae import tracking
+from lstm_ae.tracking import store
 from lstm_ae.tuning import search
 
 
@@ -78,8 +78,8 @@ def check(name: str, storage: str, seconds: float, log: str, workers: int, per_p
     study = optuna.load_study(study_name=name, storage=search.open_storage(storage, Path.cwd()))
     states = Counter(t.state.name for t in study.trials)
     numbers = Counter(t.number for t in study.trials)
-    client = mlflow.MlflowClient(tracking_uri=tracking.tracking_uri())
-    experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
+    client = mlflow.MlflowClient(tracking_uri=store.tracking_uri())
+    experiment = client.get_experiment_by_name(store.EXPERIMENT)
     children = client.search_runs(
         [experiment.experiment_id],
         f"tags.`optuna.study_name` = '{name}' and tags.`optuna.trial_number` != ''",

@@ -173,8 +173,8 @@ def test_the_tracking_server_command_needs_a_backend_store(
 
 def test_the_tracking_server_serves_artifacts_on_loopback_with_the_installed_driver() -> None:
     from lstm_ae.cli import build_parser
-    from lstm_ae.databases import with_installed_driver
-    from lstm_ae.tracking_server import server_command
+    from lstm_ae.tracking.databases import with_installed_driver
+    from lstm_ae.tracking.server import server_command
 
     args = build_parser().parse_args(["tracking-server"])
     assert (args.host, args.port, args.artifacts_destination) == ("127.0.0.1", 5000, "mlartifacts-server")

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from lstm_ae import hardware, tracking
+from lstm_ae import hardware
+from lstm_ae.tracking import registry, runs
 
 REPO = Path(__file__).resolve().parents[1]
 CUDA_REQUIRES = [
@@ -49,8 +50,8 @@ def test_the_served_model_asks_for_the_build_installed(
 ) -> None:
     fake_install(monkeypatch, installed)
     assert hardware.tensorflow_requirement() == expected
-    assert tracking.serving_requirements()[0] == expected
-    assert not any(r.startswith("tensorflow") for r in tracking.serving_requirements()[1:])
+    assert registry.serving_requirements()[0] == expected
+    assert not any(r.startswith("tensorflow") for r in registry.serving_requirements()[1:])
 
 
 def test_without_tensorflow_the_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,7 +126,7 @@ def test_a_gpu_left_idle_by_the_cpu_build_is_reported_with_the_fix(
 
 def test_every_training_run_carries_the_device_tag(device) -> None:
     device(["NVIDIA H200"], nvidia_present=True)
-    assert tracking.run_tags("ab" * 16)["device"] == "GPU: NVIDIA H200"
+    assert runs.run_tags("ab" * 16)["device"] == "GPU: NVIDIA H200"
 
 
 def test_pins_from_a_pip_report_leave_out_what_a_venv_brings() -> None:

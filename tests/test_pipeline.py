@@ -23,7 +23,7 @@ import yaml
 from dvc.utils.hydra import compose_and_dump
 
 from lstm_ae.config import Config, load_config
-from lstm_ae.tracking import flatten_params
+from lstm_ae.tracking.runs import flatten_params
 from tests.helpers.archives import make_archive, official_contents
 from tests.helpers.servers import model_server, post_json
 

@@ -13,7 +13,7 @@ from dvc.utils.hydra import compose_and_dump
 from lstm_ae.cli import build_parser
 from lstm_ae.config import Config, ConfigError, load_config, parse_config
 from lstm_ae.stages.evaluate import subset_suffix
-from lstm_ae.tracking import registered_name
+from lstm_ae.tracking.registry import registered_name
 
 ROOT = Path(__file__).parents[1]
 PARAMS = ROOT / "params.yaml"

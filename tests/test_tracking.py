@@ -17,7 +17,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from lstm_ae import tracking
+from lstm_ae.tracking import curves, health, registry, runs, store, ui, unsent
 
 
 @pytest.fixture(autouse=True)
@@ -39,24 +39,24 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
 
 
 def test_project_root_is_cwd_or_dvc_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert tracking.project_root() == tmp_path.resolve()
+    assert store.project_root() == tmp_path.resolve()
     parent = tmp_path / "repo"
     parent.mkdir()
     monkeypatch.setenv("DVC_ROOT", str(parent))
-    assert tracking.project_root() == parent.resolve()
+    assert store.project_root() == parent.resolve()
 
 
 def test_tracking_uri_is_project_sqlite_unless_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert store.tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
-    assert tracking.tracking_uri() == f"sqlite:///{(tmp_path / 'repo').resolve() / 'mlflow.db'}"
+    assert store.tracking_uri() == f"sqlite:///{(tmp_path / 'repo').resolve() / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
-    assert tracking.tracking_uri() == "http://tracking.example:5000"
+    assert store.tracking_uri() == "http://tracking.example:5000"
 
 
 def test_flatten_params_uses_dotted_keys_and_lists() -> None:
     params = {"seed": 42, "model": {"encoder_widths": (512, 256), "head": "lstm"}, "a": {"b": {"c": 1}}}
-    assert tracking.flatten_params(params) == {
+    assert runs.flatten_params(params) == {
         "seed": 42,
         "model.encoder_widths": [512, 256],
         "model.head": "lstm",
@@ -65,12 +65,12 @@ def test_flatten_params_uses_dotted_keys_and_lists() -> None:
 
 
 def test_run_tags_carry_data_md5_and_dvc_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
-    tags = tracking.run_tags("c58f30108f718f92721af3b95e74349a")
+    tags = runs.run_tags("c58f30108f718f92721af3b95e74349a")
     assert tags["data_md5"] == "c58f30108f718f92721af3b95e74349a"
     assert "dvc_exp_name" not in tags
     monkeypatch.setenv("DVC_EXP_NAME", "tiny-widths")
-    assert tracking.run_tags("ab" * 16)["dvc_exp_name"] == "tiny-widths"
-    assert tracking.run_name() == "tiny-widths"
+    assert runs.run_tags("ab" * 16)["dvc_exp_name"] == "tiny-widths"
+    assert runs.run_name() == "tiny-widths"
 
 
 def test_project_store_puts_artifacts_in_dvc_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,40 +80,40 @@ def test_project_store_puts_artifacts_in_dvc_root(tmp_path: Path, monkeypatch: p
     copy.mkdir()
     monkeypatch.chdir(copy)
     monkeypatch.setenv("DVC_ROOT", str(repo))
-    experiment_id = tracking.use_project_store("unit-test")
+    experiment_id = store.use_project_store("unit-test")
     assert (repo / "mlflow.db").is_file() and list(copy.iterdir()) == []
     experiment = mlflow.get_experiment(experiment_id)
     assert experiment.name == "unit-test"
     location = urlparse(experiment.artifact_location)
     assert location.scheme == "file" and Path(location.path).parent == repo.resolve()
-    assert tracking.use_project_store("unit-test") == experiment_id
+    assert store.use_project_store("unit-test") == experiment_id
 
 
 def test_project_store_under_mlflow_run_uses_that_runs_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
-    mlflow.set_tracking_uri(tracking.tracking_uri())
+    mlflow.set_tracking_uri(store.tracking_uri())
     other = mlflow.create_experiment("given-to-mlflow-run")
     with mlflow.start_run(experiment_id=other) as run:
         pass
     monkeypatch.setenv("MLFLOW_RUN_ID", run.info.run_id)
-    assert tracking.use_project_store("unit-test") == other
+    assert store.use_project_store("unit-test") == other
     assert mlflow.get_experiment_by_name("unit-test") is None
 
 
 def test_resume_or_start_reopens_a_known_run_and_replaces_an_unknown_one() -> None:
-    tracking.use_project_store("unit-test")
+    store.use_project_store("unit-test")
     with mlflow.start_run() as first:
         pass
-    with tracking.resume_or_start(first.info.run_id) as resumed:
+    with runs.resume_or_start(first.info.run_id) as resumed:
         assert resumed.info.run_id == first.info.run_id
-    with tracking.resume_or_start("0" * 32, run_name="fresh") as fresh:
+    with runs.resume_or_start("0" * 32, run_name="fresh") as fresh:
         assert fresh.info.run_id != first.info.run_id
         assert fresh.info.run_name == "fresh"
     assert mlflow.get_run(fresh.info.run_id).info.status == "FINISHED"
 
 
 def test_the_epoch_logger_logs_losses_and_wall_and_cpu_time_for_each_epoch() -> None:
-    tracking.use_project_store("unit-test")
-    logger = tracking.EpochLogger()
+    store.use_project_store("unit-test")
+    logger = curves.EpochLogger()
     with mlflow.start_run() as run:
         for epoch in range(2):
             logger.on_epoch_begin(epoch)
@@ -136,15 +136,15 @@ def test_the_epoch_logger_logs_losses_and_wall_and_cpu_time_for_each_epoch() -> 
 def test_the_epoch_logger_keeps_the_epochs_a_server_missed_and_sends_them_once_it_answers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tracking.use_project_store("unit-test")
+    store.use_project_store("unit-test")
     down: set[int] = {2, 3}  # the epochs whose end finds the server down
     current = [0]
     monkeypatch.setattr(
-        tracking,
+        health,
         "server_trouble",
         lambda uri, timeout_s=5: "connection refused" if current[0] in down else None,
     )
-    logger, client, logged = tracking.EpochLogger(), mlflow.MlflowClient(), []
+    logger, client, logged = curves.EpochLogger(), mlflow.MlflowClient(), []
     with mlflow.start_run() as run:
 
         def epoch(number: int) -> None:
@@ -158,8 +158,8 @@ def test_the_epoch_logger_keeps_the_epochs_a_server_missed_and_sends_them_once_i
         assert logged == [[1], [1], [1], [1, 2, 3, 4]]  # training went on; nothing lost
         down, logged = {5}, []
         epoch(5)
-        monkeypatch.setattr(tracking, "SERVER_WAIT_S", 0)
-        with pytest.raises(tracking.TrackingServerDown, match=r"the metrics of epoch\(s\) 5 are not logged"):
+        monkeypatch.setattr(curves, "SERVER_WAIT_S", 0)
+        with pytest.raises(health.TrackingServerDown, match=r"the metrics of epoch\(s\) 5 are not logged"):
             logger.on_train_end()  # the server still down when training ends: said, not lost silently
         down = set()
         logger.on_train_end()
@@ -172,10 +172,10 @@ def test_a_logger_that_keeps_after_an_outage_hands_the_unsent_epochs_over_instea
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The train stage keeps them on disk with its model; a tuning trial (the default) still fails."""
-    tracking.use_project_store("unit-test")
-    monkeypatch.setattr(tracking, "server_trouble", lambda uri, timeout_s=5: "connection refused")
-    monkeypatch.setattr(tracking, "SERVER_WAIT_S", 0)
-    logger = tracking.EpochLogger(keep_after_outage=True)
+    store.use_project_store("unit-test")
+    monkeypatch.setattr(health, "server_trouble", lambda uri, timeout_s=5: "connection refused")
+    monkeypatch.setattr(curves, "SERVER_WAIT_S", 0)
+    logger = curves.EpochLogger(keep_after_outage=True)
     with mlflow.start_run():
         for epoch in (0, 1):
             logger.on_epoch_begin(epoch)
@@ -187,14 +187,14 @@ def test_a_logger_that_keeps_after_an_outage_hands_the_unsent_epochs_over_instea
 
 def kept_run(tmp_path: Path, trouble: str | None) -> tuple[str, Path | None]:
     """A training run whose last metrics and figure go through send_or_keep: (run id, kept folder)."""
-    tracking.use_project_store("unit-test")
+    store.use_project_store("unit-test")
     figure = tmp_path / "reports" / "loss.png"
     figure.parent.mkdir()
     figure.write_bytes(b"png")
     with mlflow.start_run() as run:
         epoch_3 = mlflow.entities.Metric("val_loss", 0.5, 1000, 3)
-        points = [epoch_3, *tracking.metric_points({"best_epoch": 3})]
-        kept = tracking.send_or_keep(tracking.Unsent(run.info.run_id, points, {figure: "train"}), trouble)
+        points = [epoch_3, *unsent.metric_points({"best_epoch": 3})]
+        kept = unsent.send_or_keep(unsent.Unsent(run.info.run_id, points, {figure: "train"}), trouble)
     return run.info.run_id, kept
 
 
@@ -203,23 +203,23 @@ def test_what_a_server_did_not_take_is_kept_on_disk_and_sent_whole_later(tmp_pat
     assert kept == tmp_path / "models" / "unsent-runs" / run_id
     assert mlflow.active_run() is None  # left without a word to the store, whose exit hook would retry
     record = json.loads((kept / "run.json").read_text())
-    assert record["tracking_uri"] == tracking.tracking_uri()
+    assert record["tracking_uri"] == store.tracking_uri()
     assert record["metrics"][0] == ["val_loss", 0.5, 1000, 3]
     assert record["files"] == {"files/train/loss.png": "train"} and record["model"] is None
     assert (kept / "files/train/loss.png").read_bytes() == b"png"
-    note = tracking.kept_note(kept)
+    note = unsent.kept_note(kept)
     assert f"did not take run {run_id} (no answer for 300 s: connection refused)" in note
     assert f"kept in models/unsent-runs/{run_id}" in note and note.endswith("`lstm-ae send-runs`")
     client = mlflow.MlflowClient()
     assert client.get_run(run_id).info.status == "RUNNING" and not client.get_run(run_id).data.metrics
 
-    assert tracking.send_unsent_runs() == 1
+    assert unsent.send_unsent_runs() == 1
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.metrics == {"val_loss": 0.5, "best_epoch": 3.0}
     assert [m.step for m in client.get_metric_history(run_id, "val_loss")] == [3]
     assert [f.path for f in client.list_artifacts(run_id, "train")] == ["train/loss.png"]
     assert not kept.exists()
-    assert tracking.send_unsent_runs() == 0  # nothing twice
+    assert unsent.send_unsent_runs() == 0  # nothing twice
 
 
 def test_what_a_server_takes_is_sent_at_once_and_nothing_is_kept(tmp_path: Path) -> None:
@@ -242,7 +242,7 @@ def test_a_send_that_fails_is_kept_only_when_the_server_is_gone(
 
     monkeypatch.setattr(mlflow.MlflowClient, "log_batch", refused)
     monkeypatch.setattr(
-        tracking, "server_trouble", lambda uri, timeout_s=5: None if answers else "cannot connect"
+        health, "server_trouble", lambda uri, timeout_s=5: None if answers else "cannot connect"
     )
     if answers:
         with pytest.raises(mlflow.exceptions.MlflowException, match="log-batch failed"):
@@ -257,7 +257,7 @@ def test_a_send_that_fails_is_kept_only_when_the_server_is_gone(
 def test_evaluate_reopening_a_kept_run_sends_what_was_kept_first(tmp_path: Path) -> None:
     """So the run is whole, its model logged to be registered, before evaluation adds to it."""
     run_id, kept = kept_run(tmp_path, "connection refused")
-    with tracking.resume_or_start(run_id) as resumed:
+    with runs.resume_or_start(run_id) as resumed:
         assert resumed.info.run_id == run_id and not kept.exists()
         assert mlflow.get_run(run_id).data.metrics == {"val_loss": 0.5, "best_epoch": 3.0}
 
@@ -270,8 +270,8 @@ def test_a_kept_run_whose_server_still_does_not_answer_stays_kept_with_one_line(
     record["tracking_uri"] = url
     (kept / "run.json").write_text(json.dumps(record))
     expected = rf"server at {url} does not answer \(connection refused\); run {run_id} stays kept in models/"
-    with pytest.raises(tracking.TrackingServerDown, match=expected):
-        tracking.send_unsent_runs()
+    with pytest.raises(health.TrackingServerDown, match=expected):
+        unsent.send_unsent_runs()
     assert json.loads((kept / "run.json").read_text()) == record
 
 
@@ -280,12 +280,12 @@ def test_a_run_that_fails_while_its_server_is_down_fails_with_its_own_error_alon
 ) -> None:
     """Before, ending it called the dead server: MLflow's retries, then its traceback chained to
     the real error."""
-    tracking.use_project_store("unit-test")
-    monkeypatch.setattr(tracking, "server_trouble", lambda uri, timeout_s=5: "connection refused")
+    store.use_project_store("unit-test")
+    monkeypatch.setattr(health, "server_trouble", lambda uri, timeout_s=5: "connection refused")
     with (
         pytest.raises(ValueError, match="the real error") as raised,
         mlflow.start_run() as run,
-        tracking.ended_as_it_failed(),
+        runs.ended_as_it_failed(),
     ):
         raise ValueError("the real error")
     assert raised.value.__context__ is None and raised.value.__cause__ is None
@@ -319,14 +319,14 @@ def answering(status: int) -> Iterator[str]:
 
 
 def test_a_tracking_server_takes_requests_when_its_health_answers_below_500() -> None:
-    assert tracking.server_trouble("sqlite:///mlflow.db") is None  # a file: no server to ask
+    assert health.server_trouble("sqlite:///mlflow.db") is None  # a file: no server to ask
     with answering(200) as url:
-        assert tracking.server_trouble(url) is None
+        assert health.server_trouble(url) is None
     with answering(401) as url:
-        assert tracking.server_trouble(url) is None  # up, behind a login
+        assert health.server_trouble(url) is None  # up, behind a login
     with answering(503) as url:
-        assert tracking.server_trouble(url) == "HTTP 503"  # a proxy whose MLflow is down
-    assert tracking.server_trouble(url) == "connection refused"  # that port is closed now
+        assert health.server_trouble(url) == "HTTP 503"  # a proxy whose MLflow is down
+    assert health.server_trouble(url) == "connection refused"  # that port is closed now
 
 
 def test_a_stage_does_not_start_against_a_tracking_server_that_does_not_answer(
@@ -334,20 +334,20 @@ def test_a_stage_does_not_start_against_a_tracking_server_that_does_not_answer(
 ) -> None:
     with answering(200) as url:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-        tracking.require_tracking_server(wait_s=0)
+        health.require_tracking_server(wait_s=0)
     expected = (
         rf"the MLflow tracking server at {url} \(MLFLOW_TRACKING_URI\) does not answer \(connection refused\)"
     )
-    with pytest.raises(tracking.TrackingServerDown, match=expected):
-        tracking.require_tracking_server(wait_s=0)
+    with pytest.raises(health.TrackingServerDown, match=expected):
+        health.require_tracking_server(wait_s=0)
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    tracking.require_tracking_server(wait_s=0)  # the project's SQLite store: nothing to check
+    health.require_tracking_server(wait_s=0)  # the project's SQLite store: nothing to check
 
 
 def test_a_training_run_samples_system_metrics_until_it_ends(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")  # MLflow's default: 10 s
-    tracking.use_project_store("unit-test")
-    with tracking.start_training_run("sampled", {"task": "reconstruct"}) as run:
+    store.use_project_store("unit-test")
+    with runs.start_training_run("sampled", {"task": "reconstruct"}) as run:
         time.sleep(1.5)
     logged = mlflow.get_run(run.info.run_id)
     assert logged.info.run_name == "sampled" and logged.data.tags["task"] == "reconstruct"
@@ -362,10 +362,10 @@ def test_a_training_run_samples_system_metrics_until_it_ends(monkeypatch: pytest
 
 
 def test_the_training_data_is_the_runs_input_named_by_file_and_archive_md5() -> None:
-    tracking.use_project_store("unit-test")
+    store.use_project_store("unit-test")
     x_train = np.zeros((5, 32, 96), dtype=np.float32)
     with mlflow.start_run() as run:
-        tracking.log_training_data(Path("data/processed/cifar10.npz"), "c5" * 16, x_train)
+        runs.log_training_data(Path("data/processed/cifar10.npz"), "c5" * 16, x_train)
     (logged,) = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
     assert (logged.dataset.name, logged.dataset.digest) == ("cifar10", "c5" * 16)
     assert json.loads(logged.dataset.source) == {"uri": "data/processed/cifar10.npz"}
@@ -375,8 +375,8 @@ def test_the_training_data_is_the_runs_input_named_by_file_and_archive_md5() -> 
 
 
 def test_the_ui_url_opens_the_runs_table_in_a_view_with_the_test_metrics() -> None:
-    url = tracking.ui_url()  # the project's SQLite store: where `make ui` serves it
-    experiment = mlflow.get_experiment_by_name(tracking.EXPERIMENT)
+    url = ui.ui_url()  # the project's SQLite store: where `make ui` serves it
+    experiment = mlflow.get_experiment_by_name(store.EXPERIMENT)
     assert url == (
         f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs"
         "?workflowType=machine_learning&viewStateShareKey=test-metrics"
@@ -387,19 +387,19 @@ def test_the_ui_url_opens_the_runs_table_in_a_view_with_the_test_metrics() -> No
     assert {"metrics.`test_mse`", "metrics.`test_psnr`", "metrics.`test_ssim`"} <= set(
         state["selectedColumns"]
     )
-    assert tracking.ui_url("http://127.0.0.1:5000") == url  # again: the same experiment and view
+    assert ui.ui_url("http://127.0.0.1:5000") == url  # again: the same experiment and view
 
 
 def test_runs_are_browsed_on_their_tracking_server_or_at_make_ui(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert tracking.ui_base() == "http://127.0.0.1:5000"
+    assert ui.ui_base() == "http://127.0.0.1:5000"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.example.org/team/")
-    assert tracking.ui_base() == "https://mlflow.example.org/team"
+    assert ui.ui_base() == "https://mlflow.example.org/team"
 
 
 def test_the_runs_link_line_names_make_ui_for_the_projects_store() -> None:
-    experiment_id = tracking.use_project_store()
-    line = tracking.runs_link(experiment_id)
-    assert line == f"runs: {tracking.runs_page_url(tracking.UI_BASE, experiment_id)} (serve them: `make ui`)"
+    experiment_id = store.use_project_store()
+    line = ui.runs_link(experiment_id)
+    assert line == f"runs: {ui.runs_page_url(ui.UI_BASE, experiment_id)} (serve them: `make ui`)"
     assert "mlflow.sharedViewState.test-metrics" in mlflow.get_experiment(experiment_id).tags
 
 
@@ -423,7 +423,7 @@ def test_four_processes_writing_to_the_sqlite_store_at_once_lose_nothing(tmp_pat
     """MLflow's busy timeout on SQLite makes writers wait for a lock instead of failing with
     "database is locked"; benchmarks/mlflow_sqlite_stress.py shows the same load failing in
     every worker without it."""
-    uri = tracking.tracking_uri()
+    uri = store.tracking_uri()
     experiment_id = mlflow.MlflowClient(tracking_uri=uri).create_experiment("stress")
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(4, mp_context=context) as pool:
@@ -442,7 +442,7 @@ def open_store_after(barrier, root: str) -> str:
     os.chdir(root)
     barrier.wait()
     try:
-        return tracking.use_project_store()
+        return store.use_project_store()
     except Exception as exc:  # noqa: BLE001 - the test reports every failure
         return f"error: {str(exc).splitlines()[0]}"
 
@@ -458,8 +458,8 @@ def test_processes_opening_a_new_store_at_once_share_one_experiment(tmp_path: Pa
         barrier = manager.Barrier(4)  # all four open the store the moment the last is ready
         ids = list(pool.map(open_store_after, [barrier] * 4, [str(tmp_path)] * 4))
     assert len(set(ids)) == 1 and not ids[0].startswith("error"), ids
-    experiments = mlflow.MlflowClient(tracking_uri=tracking.tracking_uri()).search_experiments()
-    assert [e.name for e in experiments if e.name != "Default"] == [tracking.EXPERIMENT]
+    experiments = mlflow.MlflowClient(tracking_uri=store.tracking_uri()).search_experiments()
+    assert [e.name for e in experiments if e.name != "Default"] == [store.EXPERIMENT]
 
 
 def test_a_store_locked_for_too_long_fails_naming_the_lock_file(
@@ -467,20 +467,20 @@ def test_a_store_locked_for_too_long_fails_naming_the_lock_file(
 ) -> None:
     from filelock import FileLock
 
-    monkeypatch.setattr(tracking, "STORE_LOCK_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(store, "STORE_LOCK_TIMEOUT_S", 0.2)
     # Another holder: flock knows no owner but the open file.
     with (
         FileLock(str(tmp_path / "mlflow.db.lock")),
-        pytest.raises(tracking.StoreBusyError, match=r"held .*mlflow\.db\.lock for 0\.2 s"),
+        pytest.raises(store.StoreBusyError, match=r"held .*mlflow\.db\.lock for 0\.2 s"),
     ):
-        tracking.use_project_store()
+        store.use_project_store()
     assert not (tmp_path / "mlflow.db").exists()  # nothing touched the store
 
 
 def logged_run(keras_file: Path) -> str:
     """A finished run holding a logged reconstruction model."""
     with mlflow.start_run() as run:
-        tracking.log_reconstruction_model(keras_file)
+        registry.log_reconstruction_model(keras_file)
     return run.info.run_id
 
 
@@ -488,24 +488,24 @@ def logged_run(keras_file: Path) -> str:
 def test_champion_moves_only_to_a_better_test_mse(tmp_path: Path) -> None:
     import keras
 
-    tracking.use_project_store()
+    store.use_project_store()
     keras_file = tmp_path / "tiny.keras"
     keras.Sequential([keras.Input((32, 96)), keras.layers.Dense(96, activation="sigmoid")]).save(keras_file)
     client = mlflow.MlflowClient()
 
     def champion() -> tuple[str, str]:
-        version = client.get_model_version_by_alias(tracking.REGISTERED_MODEL, tracking.CHAMPION)
+        version = client.get_model_version_by_alias(registry.REGISTERED_MODEL, registry.CHAMPION)
         return str(version.version), version.tags["test_mse"]
 
     first, worse, better = (logged_run(keras_file) for _ in range(3))
-    assert tracking.register_model(first, 0.010) == ("1", True)
-    assert tracking.register_model(worse, 0.020) == ("2", False)
+    assert registry.register_model(first, 0.010) == ("1", True)
+    assert registry.register_model(worse, 0.020) == ("2", False)
     assert champion() == ("1", "0.01")
-    assert tracking.register_model(better, 0.005) == ("3", True)
+    assert registry.register_model(better, 0.005) == ("3", True)
     assert champion() == ("3", "0.005")
-    assert tracking.register_model(better, 0.005) == ("3", True)  # evaluated again: no new version
-    assert len(client.search_model_versions(f"name = '{tracking.REGISTERED_MODEL}'")) == 3
+    assert registry.register_model(better, 0.005) == ("3", True)  # evaluated again: no new version
+    assert len(client.search_model_versions(f"name = '{registry.REGISTERED_MODEL}'")) == 3
 
-    served = mlflow.pyfunc.load_model(f"models:/{tracking.REGISTERED_MODEL}@{tracking.CHAMPION}")
+    served = mlflow.pyfunc.load_model(f"models:/{registry.REGISTERED_MODEL}@{registry.CHAMPION}")
     out = served.predict(np.zeros((2, 32, 32, 3), dtype=np.uint8))
     assert out["reconstruction"].shape == (2, 32, 32, 3) and out["mse"].shape == (2,)

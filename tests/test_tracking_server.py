@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from optuna.trial import TrialState
 
-from lstm_ae import tracking
 from lstm_ae.model.saved import load_model
 from lstm_ae.paths import HISTORY, LOSS_FIGURE, MODEL, RUN_INFO, SERVED_MODEL, TUNE_BEST, TUNE_SUMMARY
+from lstm_ae.tracking import curves, health, runs, store, ui, unsent
 from tests.helpers.archives import make_archive, official_contents
 from tests.helpers.mlflow_load import EPOCH_METRICS, check_store, log_runs
 from tests.helpers.postgres import Cluster, require_postgres, throwaway_postgres
@@ -59,7 +59,7 @@ def server(postgres: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def server_runs(server: TrackingServer, **tags: str) -> list[mlflow.entities.Run]:
     """The project experiment's runs on the server that carry all of ``tags``."""
     client = mlflow.MlflowClient(tracking_uri=server.url)
-    experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
+    experiment = client.get_experiment_by_name(store.EXPERIMENT)
     found = client.search_runs([experiment.experiment_id], max_results=1000)
     return [run for run in found if all(run.data.tags.get(k) == v for k, v in tags.items())]
 
@@ -221,7 +221,7 @@ def test_the_runs_link_train_prints_opens_the_runs_table_on_the_server(
     lstm_ae(project, "evaluate", env=on)
     run_id = json.loads((project / RUN_INFO).read_text())["run_id"]
     run = mlflow.MlflowClient(tracking_uri=server.url).get_run(run_id)
-    assert link == tracking.runs_page_url(server.url, run.info.experiment_id)
+    assert link == ui.runs_page_url(server.url, run.info.experiment_id)
     assert ui_url(project, env=on) == link  # what `make ui` prints there
     assert not (project / "mlflow.db").exists()  # the view went to the server, not to a local store
     shot = tmp_path / "runs.png"
@@ -263,7 +263,7 @@ class Outage(keras.callbacks.Callback):
         if epoch + 1 == self.at:
             self.server.stop()
             self.restart.start()
-        if tracking.server_trouble(self.server.url) is not None:
+        if health.server_trouble(self.server.url) is not None:
             self.down.append(epoch + 1)
 
 
@@ -276,14 +276,14 @@ def test_a_server_restart_during_training_holds_no_epoch_up_and_loses_none(
     run. Now they are kept and sent once the server answers."""
     if retries:
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", retries)
-    tracking.use_project_store("restart")
+    store.use_project_store("restart")
     x = np.random.default_rng(0).random((32, 4), dtype=np.float32)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4)])
     model.compile(optimizer="adam", loss="mse")
     outage = Outage(logging_to, at=2)
     try:
-        with tracking.start_training_run("restart", {}) as run, tracking.ended_as_it_failed():
-            callbacks = [outage, tracking.EpochLogger()]  # the outage first: epoch 2 is not yet logged
+        with runs.start_training_run("restart", {}) as run, runs.ended_as_it_failed():
+            callbacks = [outage, curves.EpochLogger()]  # the outage first: epoch 2 is not yet logged
             model.fit(x, x, epochs=6, validation_data=(x, x), verbose=0, callbacks=callbacks)
     finally:
         outage.restart.join()
@@ -306,21 +306,22 @@ from pathlib import Path
 from lstm_ae import cli
 from lstm_ae.startup import import_quietly
 
-tracking = import_quietly("lstm_ae.tracking")
+curves = import_quietly("lstm_ae.tracking.curves")
+from lstm_ae.tracking import health, store
 
-tracking.SERVER_WAIT_S = 3
+curves.SERVER_WAIT_S = 3
 
 
-class Outage(tracking.EpochLogger):
+class Outage(curves.EpochLogger):
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 == 3:
             Path("outage").touch()
-            while tracking.server_trouble(tracking.tracking_uri()) is None:
+            while health.server_trouble(store.tracking_uri()) is None:
                 time.sleep(0.2)
         super().on_epoch_end(epoch, logs)
 
 
-tracking.EpochLogger = Outage
+curves.EpochLogger = Outage
 sys.exit(cli.main(["train", "-q"]))
 """
 
@@ -345,11 +346,11 @@ def test_an_outage_past_the_end_of_training_keeps_the_model_and_the_run_to_send_
         _, stderr = training.communicate(timeout=300)
         assert training.returncode == 0, stderr
         run_id = json.loads((project / RUN_INFO).read_text())["run_id"]
-        kept = project / tracking.UNSENT_RUNS / run_id
+        kept = project / unsent.UNSENT_RUNS / run_id
         said = [line for line in stderr.splitlines() if line.startswith(("WARNING", "ERROR", "error", "Tr"))]
         assert said == [
             (
-                f"WARNING lstm_ae.tracking: MLflow tracking server {server.url}: connection refused; "
+                f"WARNING lstm_ae.tracking.curves: MLflow tracking server {server.url}: connection refused; "
                 "training goes on, the metrics of epoch 3 and later are kept and sent once it answers"
             ),
             (  # the line the stage ends with
@@ -376,7 +377,7 @@ def test_an_outage_past_the_end_of_training_keeps_the_model_and_the_run_to_send_
         if server.process is None:  # back for the send below and for the tests after this one
             server.start()
 
-    send = "from lstm_ae import tracking; print(tracking.send_unsent_runs())"
+    send = "from lstm_ae.tracking import unsent; print(unsent.send_unsent_runs())"
     sent = subprocess.run(
         [sys.executable, "-c", send], cwd=project, env=cli_env(), capture_output=True, text=True, check=False
     )

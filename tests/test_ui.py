@@ -205,7 +205,7 @@ def test_the_study_run_shows_its_trials_and_best_value(project: Path, ui: str) -
 
 def ui_url(project: Path, base: str | None = None, env: dict[str, str] | None = None) -> str:
     """The URL that `make ui` prints, for the UI at ``base`` (default: where the store is browsed)."""
-    code = f"from lstm_ae import tracking; print(tracking.ui_url({base!r}))"
+    code = f"from lstm_ae.tracking import ui; print(ui.ui_url({base!r}))"
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=project,

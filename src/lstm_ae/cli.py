@@ -217,7 +217,7 @@ def run_stage(
         cfg = override(cfg, name, overrides)
     module = import_quietly(f"lstm_ae.stages.{name}")
     if name in LOGGING_STAGES:  # a tracking server that is down: one line now, not a traceback after the work
-        import_quietly("lstm_ae.tracking").require_tracking_server()
+        import_quietly("lstm_ae.tracking.health").require_tracking_server()
     if name in ("fetch", "preprocess", "tune"):
         return module.run(cfg, progress=_progress_wanted(quiet))
     return module.run(cfg)
@@ -228,7 +228,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> None:
     from lstm_ae.startup import import_quietly
 
     if args.stage == SERVER:
-        from lstm_ae import tracking_server
+        from lstm_ae.tracking import server as tracking_server
 
         tracking_server.run(
             args.backend_store_uri,
@@ -239,7 +239,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> None:
             args.create_database,
         )
     elif args.stage == SENDER:
-        import_quietly("lstm_ae.tracking").send_unsent_runs()
+        import_quietly("lstm_ae.tracking.unsent").send_unsent_runs()
     elif args.stage in TOOLS:
         tool = import_quietly(f"lstm_ae.serving.{args.stage}")
         tool.run(args.inputs, args.model, args.out, progress=_progress_wanted(args.quiet))

@@ -9,7 +9,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from lstm_ae.eda import unit_chunks
+from lstm_ae.data.statistics import unit_chunks
 
 # Figure objects built directly need no pyplot state and no display backend; savefig picks Agg.
 CHANNELS = ("R", "G", "B")

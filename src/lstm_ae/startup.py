@@ -12,18 +12,13 @@ from __future__ import annotations
 import _thread
 import contextlib
 import importlib
-import math
 import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # the config module is imported where a job is made or unpickled, not here
-    from lstm_ae.config import Config
+from typing import Any
 
 REDELIVER_AFTER_S = 0.01  # handle_signals: time for the unraisable hook to return first
 
@@ -122,36 +117,3 @@ def deferred_interrupts() -> Iterator[None]:
     finally:
         _Interrupts.deferring -= 1
     raise_pending()
-
-
-@dataclass(frozen=True)
-class WorkerJob:
-    """What one spawned tuning process is asked to do, pickled to it by multiprocessing.
-
-    It lives here, not in lstm_ae.tuning.workers, so that unpickling it in the new process
-    imports no TensorFlow (and prints no banner) before :func:`tune_worker` mutes the import.
-    Frozen: the runner makes each process's job from one template with ``dataclasses.replace``,
-    and no process can change what another was given.
-    """
-
-    cfg: Config
-    parent_id: str  # the study's MLflow run, parent of every trial's run
-    experiment_id: str
-    n_trials: int  # at most this many trials, then the process exits (memory stays flat)
-    worker: int  # the runner's slot: seeds each process's sampler differently
-    log_level: int | None = None  # None: logging is already set up (the trials run in this process)
-    deadline: float = math.inf  # time.monotonic() after which no trial starts
-
-
-def tune_worker(job: WorkerJob) -> None:
-    """Target of a spawned tuning process: this module is light, so the pickled call imports no
-    TensorFlow until import_quietly does.
-
-    On Ctrl-C or SIGTERM Optuna has already recorded the running trial as failed; exit with the
-    shell's code for the signal instead of a traceback per worker.
-    """
-    handle_signals()
-    try:
-        import_quietly("lstm_ae.tuning.workers").work(job)
-    except KeyboardInterrupt as exc:
-        sys.exit(128 + getattr(exc, "signum", signal.SIGINT))

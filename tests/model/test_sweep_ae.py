@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from lstm_ae.baselines import pca_reconstruct
+from lstm_ae.baselines.pca import pca_reconstruct
 from lstm_ae.config import SweepConfig
 from lstm_ae.model.saved import load_model
 from lstm_ae.model.sweep_ae import CodeSizeError, build_sweep_autoencoder, encoder, start_at_pca

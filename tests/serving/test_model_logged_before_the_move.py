@@ -27,7 +27,7 @@ an empty folder; see the fixture's README.md)::
 
     from lstm_ae.config import ModelConfig
     from lstm_ae.model import build_autoencoder
-    from lstm_ae.tracking import log_reconstruction_model
+    from lstm_ae.tracking.registry import log_reconstruction_model
 
     work, dest = Path(sys.argv[1]), Path(sys.argv[2])
     keras.utils.set_random_seed(0)
@@ -63,7 +63,7 @@ import lstm_ae
 from tests.helpers.servers import model_server, post_json
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "model_logged_before_layout_move"
-NAME = "cifar10-lstm-autoencoder"  # tracking.REGISTERED_MODEL; importing tracking would load TensorFlow
+NAME = "cifar10-lstm-autoencoder"  # tracking.registry.REGISTERED_MODEL; importing it would load TensorFlow
 MODEL_URI = f"models:/{NAME}@champion"
 INSTALLED = Path(lstm_ae.__file__).resolve().parent  # the new package, as installed in this venv
 BIN = Path(sys.executable).parent
@@ -92,7 +92,7 @@ def imported_lstm_ae_modules(importtime_log: str) -> set[str]:
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A fresh SQLite store holding the fixture as train and evaluate left a model before the move:
     a run's logged model named "model" with the fixture's files, registered from its models:/ URI
-    (as tracking.register_model does) as version 1 and made champion.
+    (as registry.register_model does) as version 1 and made champion.
 
     Registering a models:/<id> URI looks the logged model up through the global tracking URI
     (MLflow's SQL registry ignores the client's own), so that is set here and put back after.

@@ -11,16 +11,16 @@ import mlflow
 import numpy as np
 import pytest
 
-from lstm_ae import tracking
 from lstm_ae.model.saved import load_model
 from lstm_ae.model.sweep_ae import encoder
 from lstm_ae.serving.inference import ImageInputError, encode, reconstruct
 from lstm_ae.serving.pyfunc import ImageRequestError
+from lstm_ae.tracking import registry
 from tests.helpers.tiny_models import save_fixed_size_model, save_restorer, save_sweep_autoencoder
 
 
 def served(keras_file: Path, folder: Path) -> mlflow.pyfunc.PyFuncModel:
-    tracking.save_reconstruction_model(keras_file, folder)
+    registry.save_reconstruction_model(keras_file, folder)
     return mlflow.pyfunc.load_model(str(folder))
 
 

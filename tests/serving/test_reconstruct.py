@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lstm_ae import cli, tracking
+from lstm_ae import cli
 from lstm_ae.serving import reconstruct
 from lstm_ae.serving.reconstruct import batches, figure_names
+from lstm_ae.tracking import registry, store
 from tests.helpers.tiny_models import save_fixed_size_model, save_restorer
 
 
@@ -189,8 +190,8 @@ def test_a_served_restorer_reconstructs_at_its_own_size(
 ) -> None:
     """An MLflow model URI (a saved model folder here, as models:/ would download) keeps the size too:
     the command asks the served model's Keras model which size it takes."""
-    monkeypatch.setattr(tracking, "use_project_store", lambda: None)  # no store needed for a folder
-    tracking.save_reconstruction_model(restorer_file, tmp_path / "served")
+    monkeypatch.setattr(store, "use_project_store", lambda: None)  # no store needed for a folder
+    registry.save_reconstruction_model(restorer_file, tmp_path / "served")
     photo = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     image = save(tmp_path / "photo.png", photo)
     [row] = reconstruct.run([image], (tmp_path / "served").as_uri(), tmp_path / "out", progress=False)

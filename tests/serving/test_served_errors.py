@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstm_ae import tracking
+from lstm_ae.tracking import registry
 from tests.helpers.servers import model_server, post_json
 from tests.helpers.tiny_models import save_fixed_size_model
 
@@ -37,7 +37,7 @@ def refusal(message: str) -> dict:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The /invocations URL of a served model folder, as `mlflow models serve -m models/served`."""
     root = tmp_path_factory.mktemp("served")
-    tracking.save_reconstruction_model(save_fixed_size_model(root / "model.keras"), root / "served")
+    registry.save_reconstruction_model(save_fixed_size_model(root / "model.keras"), root / "served")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     path = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # MLflow runs uvicorn from PATH
     env.update(PATH=path, TF_CPP_MIN_LOG_LEVEL="2", MLFLOW_DISABLE_TELEMETRY="true")

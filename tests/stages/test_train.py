@@ -81,7 +81,7 @@ def test_an_interrupt_during_training_ends_the_run_killed_and_keeps_the_previous
     project = make_tiny_project(tmp_path, model=TINY_MODEL, train={"max_epochs": 1000, "patience": 1000})
     kept = previous_outputs(project)
     # The store exists before the child starts: this process's client does not take the lock
-    # that serialises creating it, and the two creating it at once fail (tracking._store_lock).
+    # that serialises creating it, and the two creating it at once fail (store._store_lock).
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     # SIGINT's default restored: a test runner started in the background ignores it, and so
     # would the child, which then never sees KeyboardInterrupt.

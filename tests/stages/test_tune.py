@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from lstm_ae.config import load_config, parse_config, set_values
 from lstm_ae.paths import TUNE_BEST, TUNE_FIGURES, TUNE_SUMMARY, TUNE_TRIALS
 from lstm_ae.stages import tune as tune_stage
-from lstm_ae.tracking import flatten_params
+from lstm_ae.tracking.runs import flatten_params
 from lstm_ae.tuning import search
 from tests.helpers.projects import make_tiny_project
 from tests.helpers.servers import free_port
@@ -256,6 +256,24 @@ def test_a_study_from_before_clipping_and_precision_continues_as_it_ran_and_refu
     bf16 = cfg.model_copy(update={"model": cfg.model.model_copy(update={"precision": "mixed_bfloat16"})})
     with pytest.raises(tune_stage.TuneError, match=r"other model.precision;"):
         tune_stage.check_settings(study, tune_stage.study_settings(bf16, "a" * 32))
+
+
+def test_a_restorer_study_from_before_undrawn_keys_were_recorded_continues_only_with_their_defaults() -> None:
+    """Its trials took model.restorer.sweeps from the pipeline (true, the only value then); the
+    study now records it, and a study without the record is taken to have run with the default."""
+    cfg = load_config(REPO / "params.yaml", preset="denoise")
+    settings = tune_stage.study_settings(cfg, "a" * 32)
+    assert cfg.model.family == "restorer" and settings["model.undrawn"] == {"sweeps": True}
+    study = optuna.create_study()
+    study.set_user_attr(tune_stage.SETTINGS_ATTR, {k: v for k, v in settings.items() if k != "model.undrawn"})
+    tune_stage.check_settings(study, settings)
+    ablation = cfg.model.model_copy(
+        update={"restorer": cfg.model.restorer.model_copy(update={"sweeps": False})}
+    )
+    with pytest.raises(tune_stage.TuneError, match=r"other model.undrawn;"):
+        tune_stage.check_settings(
+            study, tune_stage.study_settings(cfg.model_copy(update={"model": ablation}), "a" * 32)
+        )
 
 
 # --- trials run in this process, with the objective patched -------------------------------

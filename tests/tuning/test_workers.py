@@ -25,8 +25,8 @@ from lstm_ae import startup
 from lstm_ae.config import load_config
 from lstm_ae.paths import TUNE_SUMMARY
 from lstm_ae.stages import tune as tune_stage
-from lstm_ae.startup import WorkerJob
 from lstm_ae.tuning import search, workers
+from lstm_ae.tuning.spawn import WorkerJob
 from tests.helpers.postgres import Cluster, require_postgres, throwaway_postgres
 from tests.helpers.projects import cli_env
 from tests.helpers.studies import (

@@ -20,11 +20,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from lstm_ae import tracking
 from lstm_ae.atomic import atomic_path, write_text
 from lstm_ae.errors import UserError
 from lstm_ae.metrics import psnr_from_mse
 from lstm_ae.serving import inference
+from lstm_ae.tracking import store
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def load_reconstructor(model: str) -> Reconstructor:
     if "://" in model or model.startswith(("models:/", "runs:/")):
         import mlflow
 
-        tracking.use_project_store()
+        store.use_project_store()
         try:
             keras_model = mlflow.pyfunc.load_model(model).unwrap_python_model().model
         except mlflow.exceptions.MlflowException as exc:

@@ -7,9 +7,10 @@ import logging
 
 import numpy as np
 
-from lstm_ae import eda, figures
+from lstm_ae import figures
 from lstm_ae.atomic import atomic_dir, write_text
 from lstm_ae.config import Config
+from lstm_ae.data import statistics
 from lstm_ae.data.dataset import load_dataset
 from lstm_ae.data.sequences import to_images
 from lstm_ae.paths import EDA_FIGURES, EDA_METRICS, PROCESSED
@@ -22,8 +23,8 @@ def run(cfg: Config) -> dict[str, float]:
     data = load_dataset(PROCESSED)
     images = to_images(np.concatenate([data.x_train, data.x_val]))
     labels = np.concatenate([data.y_train, data.y_val])
-    corr = eda.channel_corr(images)
-    stats = eda.brightness_stats(images)
+    corr = statistics.channel_corr(images)
+    stats = statistics.brightness_stats(images)
     stats.update(
         {
             f"corr_{a}{b}": float(corr[i, j])

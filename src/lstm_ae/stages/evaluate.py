@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import mlflow
 import numpy as np
 
-from lstm_ae import classical, figures, metrics, tracking
+from lstm_ae import figures, metrics
 from lstm_ae.atomic import atomic_dir, write_text
-from lstm_ae.baselines import pca_reconstruct
+from lstm_ae.baselines import classical
+from lstm_ae.baselines.pca import pca_reconstruct
 from lstm_ae.config import Config
 from lstm_ae.data.corruption import Corruption
 from lstm_ae.data.dataset import Dataset, load_dataset
@@ -30,6 +31,7 @@ from lstm_ae.paths import (
     PROCESSED,
     RUN_INFO,
 )
+from lstm_ae.tracking import registry, runs, store, ui
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ def subset_suffix(cfg: Config) -> str:
 def register(run_id: str, test_mse: float, name: str) -> None:
     """Register the run's model; `champion` moves to it only if its test MSE is the best so far."""
     try:
-        version, crowned = tracking.register_model(run_id, test_mse, name)
+        version, crowned = registry.register_model(run_id, test_mse, name)
     except mlflow.exceptions.MlflowException as exc:  # e.g. the training run is in another store
         log.warning(
             "model not registered: run %s has no logged model here (%s)", run_id, str(exc).splitlines()[0]
@@ -74,9 +76,9 @@ def register(run_id: str, test_mse: float, name: str) -> None:
         "registered %s version %s%s",
         name,
         version,
-        f" as @{tracking.CHAMPION}"
+        f" as @{registry.CHAMPION}"
         if crowned
-        else f"; @{tracking.CHAMPION} stays (test MSE {test_mse:.5f} does not beat it)",
+        else f"; @{registry.CHAMPION} stays (test MSE {test_mse:.5f} does not beat it)",
     )
 
 
@@ -127,8 +129,8 @@ def require_same_model(recorded: dict | None, cfg: Config) -> None:
     wrote beside the model (None for a model from before it did: nothing to check)."""
     if not recorded:
         return
-    ours = tracking.flatten_params(cfg.model_identity())
-    theirs = tracking.flatten_params(recorded)
+    ours = runs.flatten_params(cfg.model_identity())
+    theirs = runs.flatten_params(recorded)
     differ = [key for key in ours if key in theirs and theirs[key] != ours[key]]
     if differ:
         trained = ", ".join(f"{key}={theirs[key]}" for key in differ)
@@ -181,7 +183,7 @@ def run(cfg: Config) -> dict[str, float]:
     write_text(METRICS, json.dumps(scores.results, indent=2) + "\n")
     experiment_id = log_to_run(cfg, data, trained.get("run_id"), scores, drawn)
     report(cfg, scores)
-    log.info("%s", tracking.runs_link(experiment_id))
+    log.info("%s", ui.runs_link(experiment_id))
     return scores.results
 
 
@@ -229,21 +231,21 @@ def draw(cfg: Config, data: Dataset, images: TestImages, baselines: dict[str, np
 def log_to_run(cfg: Config, data: Dataset, run_id: str | None, scores: Scores, drawn: dict) -> str:
     """Log the scores, figures and the EDA's outputs into the training run (or a new run) and
     register the model under its family's, task's and data's name; the experiment's id."""
-    tracking.use_project_store()
+    store.use_project_store()
     corruption = cfg.input_corruption
     with (
-        tracking.resume_or_start(run_id, tags=tracking.run_tags(data.archive_md5)),
-        tracking.ended_as_it_failed(),
+        runs.resume_or_start(run_id, tags=runs.run_tags(data.archive_md5)),
+        runs.ended_as_it_failed(),
     ):
         logged = {name: value for summary in scores.summaries.values() for name, value in summary.items()}
         mlflow.log_metrics(logged | scores.results)
-        tracking.log_figures(drawn, "evaluate")
+        runs.log_figures(drawn, "evaluate")
         if EDA_METRICS.exists():
             mlflow.log_metrics(json.loads(EDA_METRICS.read_text()))
         for path in sorted(EDA_FIGURES.glob("*.png")):
             mlflow.log_artifact(str(path), "eda")
-        mlflow.set_tags(tracking.task_tags(corruption, cfg.model.family))
-        name = tracking.registered_name(corruption, cfg.model.family) + subset_suffix(cfg)
+        mlflow.set_tags(runs.task_tags(corruption, cfg.model.family))
+        name = registry.registered_name(corruption, cfg.model.family) + subset_suffix(cfg)
         register(mlflow.active_run().info.run_id, scores.results[metrics.key(metrics.MODEL, "mse")], name)
         return mlflow.active_run().info.experiment_id
 

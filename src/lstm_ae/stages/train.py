@@ -9,13 +9,14 @@ from pathlib import Path
 import keras
 import mlflow
 
-from lstm_ae import figures, tracking
+from lstm_ae import figures
 from lstm_ae.atomic import atomic_path, write_text
 from lstm_ae.config import Config
 from lstm_ae.data.dataset import load_dataset
 from lstm_ae.model.build import build_model
 from lstm_ae.model.fit import fit
 from lstm_ae.paths import HISTORY, LOSS_FIGURE, MODEL, PROCESSED, RUN_INFO, SERVED_MODEL
+from lstm_ae.tracking import curves, registry, runs, store, ui, unsent
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +62,21 @@ def run(cfg: Config) -> dict[str, list[float]]:
 
     The run stays open for the evaluate stage: its id goes to models/mlflow_run.json. A tracking
     server that does not answer by the end of training costs no output: what the run had left to
-    log is kept in models/unsent-runs/ (tracking.send_or_keep) and the stage ends with one warning.
+    log is kept in models/unsent-runs/ (unsent.send_or_keep) and the stage ends with one warning.
     """
     keras.utils.set_random_seed(cfg.seed)
     warn_if_bfloat16_is_emulated(cfg)
     data = load_dataset(PROCESSED).scaled()
     model = build_model(cfg.model, data.x_train, cfg.seed)  # the sweep autoencoder starts at their PCA
-    experiment_id = tracking.use_project_store()
-    logger = tracking.EpochLogger(keep_after_outage=True)
+    experiment_id = store.use_project_store()
+    logger = curves.EpochLogger(keep_after_outage=True)
     tags = {
-        **tracking.run_tags(data.archive_md5),
-        **tracking.task_tags(cfg.input_corruption, cfg.model.family),
+        **runs.run_tags(data.archive_md5),
+        **runs.task_tags(cfg.input_corruption, cfg.model.family),
     }
-    with tracking.start_training_run(tracking.run_name(), tags) as active, tracking.ended_as_it_failed():
-        tracking.log_training_data(PROCESSED, data.archive_md5, data.x_train)
-        tracking.log_new_params(tracking.flatten_params(cfg.model_dump(mode="json")))
+    with runs.start_training_run(runs.run_name(), tags) as active, runs.ended_as_it_failed():
+        runs.log_training_data(PROCESSED, data.archive_md5, data.x_train)
+        runs.log_new_params(runs.flatten_params(cfg.model_dump(mode="json")))
         mlflow.log_params(
             {"n_train": len(data.x_train), "n_val": len(data.x_val), "param_count": model.count_params()}
         )
@@ -98,9 +99,9 @@ def run(cfg: Config) -> dict[str, list[float]]:
         MODEL,
     )
     if kept is None:
-        log.info("%s", tracking.runs_link(experiment_id))
+        log.info("%s", ui.runs_link(experiment_id))
     else:
-        log.warning("%s", tracking.kept_note(kept))
+        log.warning("%s", unsent.kept_note(kept))
     return history
 
 
@@ -114,7 +115,7 @@ def save_outputs(
     model: keras.Model,
     history: dict[str, list[float]],
     run_id: str,
-    logger: tracking.EpochLogger,
+    logger: curves.EpochLogger,
 ) -> Path | None:
     """Write the loss figure, the history, the model, its served copy and the run's id, and send
     the run what it has not had yet; the folder where it was kept if the server did not take it.
@@ -129,11 +130,11 @@ def save_outputs(
     summary = {"best_epoch": best + 1, "best_val_loss": history["val_loss"][best]}
     with atomic_path(MODEL) as tmp:
         model.save(tmp)
-        metrics = logger.unsent + tracking.metric_points(summary)
-        kept = tracking.send_or_keep(
-            tracking.Unsent(run_id, metrics, {LOSS_FIGURE: "train"}, tmp), logger.trouble
+        metrics = logger.unsent + unsent.metric_points(summary)
+        kept = unsent.send_or_keep(
+            unsent.Unsent(run_id, metrics, {LOSS_FIGURE: "train"}, tmp), logger.trouble
         )
-    tracking.save_reconstruction_model(MODEL, SERVED_MODEL)
+    registry.save_reconstruction_model(MODEL, SERVED_MODEL)
     # What the model is bound to goes beside the run id: evaluate refuses other settings.
     write_text(
         RUN_INFO, json.dumps({"run_id": run_id, "model_identity": cfg.model_identity()}, indent=2) + "\n"

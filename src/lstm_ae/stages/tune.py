@@ -13,16 +13,18 @@ import os
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
 
 import mlflow
 import optuna
 import yaml
+from pydantic import BaseModel
 
-from lstm_ae import tracking
 from lstm_ae.atomic import atomic_dir, write_text
-from lstm_ae.config import Config
+from lstm_ae.config import Config, ModelConfig, SearchSpace
 from lstm_ae.data.dataset import read_archive_md5
 from lstm_ae.paths import PROCESSED, TUNE_BEST, TUNE_FIGURES, TUNE_SUMMARY, TUNE_TRIALS
+from lstm_ae.tracking import runs, store
 from lstm_ae.tuning import search
 from lstm_ae.tuning.workers import TuneError, fail_orphans, run_trials, stale_trial, wait_for_running_trials
 
@@ -52,6 +54,20 @@ def _searched(cfg: Config) -> dict:
     return space
 
 
+def _undrawn(family: str, section_values: Callable[[str], BaseModel]) -> dict | None:
+    """The keys of the family's own model section that no trial draws (a sweep autoencoder's
+    blocks, a restorer's sweeps): every trial takes them from ``section_values(section)``, the
+    pipeline's model section, so the study records them. Derived from the search space, so a
+    new section key is recorded without a change here. None for the autoencoder, whose trials
+    draw its whole model."""
+    section = {family: section for section, family in search.SECTION_FAMILIES.items()}.get(family)
+    if section is None:
+        return None
+    drawn = SearchSpace.model_fields[section].annotation.model_fields
+    values = section_values(section).model_dump(mode="json")
+    return {key: value for key, value in values.items() if key not in drawn}
+
+
 def study_settings(cfg: Config, data_md5: str) -> dict:
     """What makes trial values comparable; a study refuses to continue if any of it changed."""
     return {
@@ -64,6 +80,7 @@ def study_settings(cfg: Config, data_md5: str) -> dict:
         "train.global_clipnorm": cfg.train.global_clipnorm,
         "model.precision": cfg.model.precision,
         "model.family": cfg.model.family,
+        "model.undrawn": _undrawn(cfg.model.family, lambda section: getattr(cfg.model, section)),
         "seed": cfg.seed,
         "task": cfg.task,
         "corruption": cfg.input_corruption.strength,
@@ -112,6 +129,9 @@ def check_settings(study: optuna.Study, settings: dict) -> None:
         study.set_user_attr(SETTINGS_ATTR, settings)
         return
     earlier = {**ADDED_SETTINGS, **earlier}  # a study from before a setting existed ran with its old value
+    if "model.undrawn" not in earlier:  # recorded since 2026-12-05; before, trials used the defaults
+        default = ModelConfig.model_fields
+        earlier["model.undrawn"] = _undrawn(earlier["model.family"], lambda section: default[section].default)
     changed = sorted(key for key in settings.keys() | earlier.keys() if settings.get(key) != earlier.get(key))
     if changed:
         raise TuneError(
@@ -126,12 +146,10 @@ def run(cfg: Config, isolate: bool = True, progress: bool = False) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data_md5 = read_archive_md5(PROCESSED)  # first: a missing data set fails before any study exists
     # A study is not the run `mlflow run` made: it keeps its own parent run in the project's
-    # experiment, and its trials are that run's children (tracking.point_to_study).
+    # experiment, and its trials are that run's children (runs.point_to_study).
     launched = os.environ.pop("MLFLOW_RUN_ID", None)
-    experiment_id = tracking.use_project_store()
-    storage = search.open_storage(
-        tune.storage, tracking.project_root(), tune.heartbeat_s, on_stale=stale_trial
-    )
+    experiment_id = store.use_project_store()
+    storage = search.open_storage(tune.storage, store.project_root(), tune.heartbeat_s, on_stale=stale_trial)
     study, new_study = open_study(tune.study_name, storage)
     earlier_parent = study.user_attrs.get(PARENT_ATTR)
     if earlier_parent is None and not new_study and not study.trials:
@@ -140,14 +158,12 @@ def run(cfg: Config, isolate: bool = True, progress: bool = False) -> dict:
     fail_orphans(study, "no longer exists")
 
     tags = {
-        **tracking.run_tags(data_md5),
-        **tracking.task_tags(cfg.input_corruption),
+        **runs.run_tags(data_md5),
+        **runs.task_tags(cfg.input_corruption),
         "optuna.study_name": tune.study_name,
         "optuna.storage": search.redact(tune.storage),
     }
-    parent_id, created = tracking.open_parent_run(
-        experiment_id, f"study-{tune.study_name}", earlier_parent, tags
-    )
+    parent_id, created = runs.open_parent_run(experiment_id, f"study-{tune.study_name}", earlier_parent, tags)
     study.set_user_attr(PARENT_ATTR, parent_id)
     if created:
         settings = {**tune.model_dump(mode="json"), "storage": search.redact(tune.storage)}
@@ -160,10 +176,10 @@ def run(cfg: Config, isolate: bool = True, progress: bool = False) -> dict:
         }
         mlflow.MlflowClient().log_batch(
             parent_id,
-            params=[mlflow.entities.Param(k, str(v)) for k, v in tracking.flatten_params(params).items()],
+            params=[mlflow.entities.Param(k, str(v)) for k, v in runs.flatten_params(params).items()],
         )
     if launched:
-        tracking.point_to_study(launched, parent_id, experiment_id)
+        runs.point_to_study(launched, parent_id, experiment_id)
 
     return _run_and_report(cfg, study, parent_id, experiment_id, isolate, progress)
 
@@ -244,12 +260,12 @@ def _report(cfg: Config, study: optuna.Study, parent_id: str) -> dict:
             figure.savefig(tmp / f"{name}.png", dpi=100)
 
     with mlflow.start_run(run_id=parent_id):
-        mlflow.log_metrics({k: float(v) for k, v in tracking.flatten_params(summary).items()})
+        mlflow.log_metrics({k: float(v) for k, v in runs.flatten_params(summary).items()})
         mlflow.set_tags(
             {"best_run_id": best.user_attrs.get("mlflow_run_id", ""), "apply_command": command}
             | {f"best.{k}": str(v) for k, v in best.params.items()}
         )
-        tracking.log_figures(figures, "study")
+        runs.log_figures(figures, "study")
         mlflow.log_artifact(str(TUNE_BEST), "study")
     log.info(
         "best trial %d: val MSE %.6f; train the pipeline with it:\n  %s", best.number, best.value, command

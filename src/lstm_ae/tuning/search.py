@@ -27,10 +27,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lstm_ae.config import Config, ModelConfig, SearchSpace, TrainConfig
 from lstm_ae.data.corruption import Corruption
-from lstm_ae.databases import with_installed_driver
 from lstm_ae.errors import UserError
 from lstm_ae.model.build import build_model
 from lstm_ae.model.fit import IDENTITY, fit
+from lstm_ae.tracking.databases import with_installed_driver
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 

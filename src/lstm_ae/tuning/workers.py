@@ -29,14 +29,15 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from lstm_ae import tracking
 from lstm_ae.config import Config
 from lstm_ae.data.dataset import load_dataset
 from lstm_ae.data.sequences import scale
 from lstm_ae.errors import Terminated, UserError
 from lstm_ae.paths import PROCESSED
-from lstm_ae.startup import WorkerJob, deferred_interrupts, raise_pending, tune_worker
+from lstm_ae.startup import deferred_interrupts, raise_pending
+from lstm_ae.tracking import curves, runs, store
 from lstm_ae.tuning import search
+from lstm_ae.tuning.spawn import WorkerJob, tune_worker
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,7 @@ def fail_orphans(study: optuna.Study, reason: str, worker: str | None = None) ->
         if gone:
             study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
             if run_id := trial.user_attrs.get("mlflow_run_id"):
-                tracking.end_run(
-                    run_id, "FAILED", {"trial_state": "FAIL", "error": f"worker {owner} {reason}"}
-                )
+                runs.end_run(run_id, "FAILED", {"trial_state": "FAIL", "error": f"worker {owner} {reason}"})
             log.warning("trial %d FAIL: its worker %s %s", trial.number, owner, reason)
             orphans.append(trial.number)
     return orphans
@@ -311,7 +310,7 @@ def work(job: WorkerJob) -> None:
     shares) or once the study holds tune.n_trials, running trials included.
     """
     _quiet_worker_logs(job.log_level)
-    tracking.use_project_store()
+    store.use_project_store()
     x_train, x_val, data_md5 = trial_data(job.cfg)
     study = _load_study(job.cfg, job.worker)
     objective = _objective(job, x_train, x_val, data_md5)
@@ -338,9 +337,7 @@ def _load_study(cfg: Config, worker: int) -> optuna.Study:
     Seeds differ per worker (or every worker would propose the same trials) and per resumption.
     """
     tune = cfg.tune
-    storage = search.open_storage(
-        tune.storage, tracking.project_root(), tune.heartbeat_s, on_stale=stale_trial
-    )
+    storage = search.open_storage(tune.storage, store.project_root(), tune.heartbeat_s, on_stale=stale_trial)
     study = optuna.load_study(
         study_name=tune.study_name, storage=storage, pruner=search.make_pruner(tune.pruner, tune.max_epochs)
     )
@@ -354,8 +351,8 @@ def _objective(job: WorkerJob, x_train: np.ndarray, x_val: np.ndarray, data_md5:
     cfg = job.cfg
     tags = {
         "optuna.study_name": cfg.tune.study_name,
-        **tracking.run_tags(data_md5),
-        **tracking.task_tags(cfg.input_corruption, cfg.model.family),
+        **runs.run_tags(data_md5),
+        **runs.task_tags(cfg.input_corruption, cfg.model.family),
     }
     tracker = functools.partial(
         _trial_run, parent_id=job.parent_id, experiment_id=job.experiment_id, tags=tags
@@ -424,18 +421,18 @@ def _trial_run(
 ) -> Iterator:
     """A child MLflow run for one trial; its status and `trial_state` tag say how the trial ended."""
     name = f"{trial.study.study_name}-trial-{trial.number}"
-    with tracking.child_run(
+    with runs.child_run(
         parent_id, experiment_id, name, {**tags, "optuna.trial_number": str(trial.number)}
     ) as run:
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
         trial.set_user_attr("worker", worker_id())
         configs = {"model": model_cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json")}
-        mlflow.log_params({"trial_number": trial.number, **trial.params, **tracking.flatten_params(configs)})
+        mlflow.log_params({"trial_number": trial.number, **trial.params, **runs.flatten_params(configs)})
         results: dict[str, float] = {}
         started = time.perf_counter()
         state, status, error = "COMPLETE", "FINISHED", None
         try:
-            yield [tracking.EpochLogger()], results
+            yield [curves.EpochLogger()], results
         except optuna.TrialPruned:
             state = "PRUNED"
             raise
@@ -451,7 +448,7 @@ def _trial_run(
                 trial_seconds=time.perf_counter() - started,
                 rss_mib=psutil.Process().memory_info().rss / 2**20,
             )
-            tracking.end_active_run(
+            runs.end_active_run(
                 status, results, {"trial_state": state, **({"error": error} if error else {})}
             )
 
@@ -461,7 +458,7 @@ def stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     MLflow run too, so neither store shows it running."""
     owner = trial.user_attrs.get("worker", "unknown")
     if run_id := trial.user_attrs.get("mlflow_run_id"):
-        tracking.end_run(
+        runs.end_run(
             run_id, "FAILED", {"trial_state": "FAIL", "error": f"worker {owner} stopped sending heartbeats"}
         )
     log.warning("trial %d FAIL: its worker %s stopped sending heartbeats", trial.number, owner)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lstm_ae.config import Config
-from lstm_ae.reference import render
+from lstm_ae.settings_reference import render
 
 ROOT = Path(__file__).parents[1]
 

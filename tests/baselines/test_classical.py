@@ -11,8 +11,8 @@ import pytest
 from scipy.ndimage import convolve, gaussian_filter
 from skimage.restoration import richardson_lucy
 
-from lstm_ae import classical
-from lstm_ae.classical import CLASSICAL, gaussian_psf, methods, restore, tune_strength
+from lstm_ae.baselines import classical
+from lstm_ae.baselines.classical import CLASSICAL, gaussian_psf, methods, restore, tune_strength
 from lstm_ae.data.corruption import Corruption
 from lstm_ae.data.sequences import to_images, to_sequences
 from lstm_ae.metrics import psnr_per_image

@@ -1,7 +1,7 @@
 """The settings reference (docs/settings.md), generated from the typed config's field descriptions
 so that the page, params.yaml and the validation can never tell three different stories.
 
-Regenerate with `make docs` (``python -m lstm_ae.reference > docs/settings.md``);
+Regenerate with `make docs` (``python -m lstm_ae.settings_reference > docs/settings.md``);
 tests/test_reference.py fails when the page and the config disagree.
 """
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from lstm_ae.databases import with_installed_driver
 from lstm_ae.errors import UserError
+from lstm_ae.tracking.databases import with_installed_driver
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lstm_ae import eda
-from lstm_ae.eda import brightness_stats, channel_corr, unit_chunks
+from lstm_ae.data import statistics
+from lstm_ae.data.statistics import brightness_stats, channel_corr, unit_chunks
 
 
 def _uint8_images(n: int = 50, seed: int = 0) -> np.ndarray:
@@ -32,7 +32,7 @@ def test_uint8_and_float_inputs_agree() -> None:
 def test_chunking_does_not_change_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     images = _uint8_images(37)
     whole_stats, whole_corr = brightness_stats(images), channel_corr(images)
-    monkeypatch.setattr(eda, "CHUNK_IMAGES", 5)
+    monkeypatch.setattr(statistics, "CHUNK_IMAGES", 5)
     assert len(list(unit_chunks(images, 5))) == 8
     assert brightness_stats(images) == pytest.approx(whole_stats, rel=1e-9)
     np.testing.assert_allclose(channel_corr(images), whole_corr, atol=1e-12)

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from lstm_ae.baselines import pca_reconstruct
+from lstm_ae.baselines.pca import pca_reconstruct
 
 
 def _low_rank_images(n: int, rank: int, seed: int = 0) -> np.ndarray:
