@@ -78,7 +78,7 @@ def _store_lock(uri: str) -> Iterator[None]:
 
     MLflow creates and migrates a new SQLite store on first open, and that is not safe against
     a second process doing the same (parallel queued experiments on a fresh clone): the others
-    fail with "table ... already exists" (2 or 3 of 4 in tests/test_tracking.py). Nor is
+    fail with "table ... already exists" (2 or 3 of 4 in tests/tracking/test_store.py). Nor is
     getting-or-creating the experiment. The OS releases the lock when its holder dies, so a
     crash leaves nothing stale behind. Other programs opening the store do not take it.
     """
