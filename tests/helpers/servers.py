@@ -1,14 +1,17 @@
-"""Servers a test starts on loopback: a free port, JSON requests, and `mlflow models serve`."""
+"""Servers a test starts on loopback: a free port, JSON requests, `mlflow models serve`, and a
+stand-in for a tracking server's /health."""
 
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -118,3 +121,29 @@ class TrackingServer:
         if self.process is not None:
             stop(self.process)
             self.process = None
+
+
+class Health(http.server.BaseHTTPRequestHandler):
+    """GET /health answers with ``status``, as a tracking server (or a proxy in front of one) does."""
+
+    status = 200
+
+    def do_GET(self) -> None:  # the name http.server calls
+        self.send_response(self.status)
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def answering(status: int) -> Iterator[str]:
+    """A loopback server whose /health answers ``status``: its URL, for the length of the block."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("Answer", (Health,), {"status": status}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -4,39 +4,10 @@ On a throwaway SQLite store in tmp_path (tests/tracking/conftest.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import http.server
-import threading
-from collections.abc import Iterator
-
 import pytest
 
 from lstm_ae.tracking import health
-
-
-class Health(http.server.BaseHTTPRequestHandler):
-    """GET /health answers with ``status``, as a tracking server (or a proxy in front of one) does."""
-
-    status = 200
-
-    def do_GET(self) -> None:  # the name http.server calls
-        self.send_response(self.status)
-        self.end_headers()
-        self.wfile.write(b"OK")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def answering(status: int) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("Answer", (Health,), {"status": status}))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+from tests.helpers.servers import answering
 
 
 def test_a_tracking_server_takes_requests_when_its_health_answers_below_500() -> None:

@@ -11,7 +11,7 @@ import mlflow
 import pytest
 
 from lstm_ae.tracking import health, runs, store, unsent
-from tests.tracking.test_health import answering
+from tests.helpers.servers import answering
 
 
 def kept_run(tmp_path: Path, trouble: str | None) -> tuple[str, Path | None]:
