@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 ROWS = 32  # timesteps: one per image row
 FEATURES = 96  # 32 pixels x RGB, interleaved as the report's reshape(32, 96) of an HWC image
@@ -36,8 +35,12 @@ def split_train_val(
     """Shuffle and hold out ``val_fraction`` for validation: ``(x_train, x_val, y_train, y_val)``.
 
     scikit-learn's train_test_split with ``random_state=seed`` is what the report used, so the
-    default (0.2, 42) gives the report's exact split of the official training set.
+    default (0.2, 42) gives the report's exact split of the official training set. It is imported
+    here, not at the top: every stage loads the config, which reaches this module, and scikit-learn
+    costs about a second of start-up to the stages that never split (fetch, eda).
     """
+    from sklearn.model_selection import train_test_split
+
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=val_fraction, random_state=seed)
