@@ -71,9 +71,9 @@ def test_long_is_the_lstm_autoencoder_on_the_clipped_long_budget() -> None:
     )
 
 
-def test_the_autoencoder_preset_is_the_lstm_default_of_before_and_sweep_ae_the_default_longer() -> None:
+def test_the_autoencoder_preset_is_the_lstm_default_of_before_and_sweep_ae_the_30_minute_recipe() -> None:
     """`autoencoder`: the tuned LSTM autoencoder as it was the default (8 epochs, batch 64, 0.003);
-    `sweep_ae`: the default family on the 30-minute budget."""
+    `sweep_ae`: the default family on the 30-minute budget, two sweep blocks, the code fixed at PCA."""
     default = load_config(PARAMS)
     old = load_config(PARAMS, preset="autoencoder")
     assert (old.model.family, old.model.encoder_widths, old.model.decoder_widths) == (
@@ -83,8 +83,9 @@ def test_the_autoencoder_preset_is_the_lstm_default_of_before_and_sweep_ae_the_d
     )
     assert (old.train.max_epochs, old.train.batch_size, old.train.learning_rate) == (8, 64, 0.003)
     sweep = load_config(PARAMS, preset="sweep_ae")
-    assert sweep.model == default.model and sweep.model.family == "sweep_ae"
-    assert (sweep.train.max_epochs, sweep.train.batch_size, sweep.train.learning_rate) == (20, 32, 0.006)
+    assert sweep.model.family == default.model.family == "sweep_ae"
+    assert sweep.model.sweep == default.model.sweep.model_copy(update={"blocks": 2, "linear_rate": 0.0})
+    assert (sweep.train.max_epochs, sweep.train.batch_size, sweep.train.learning_rate) == (10, 32, 0.006)
     assert registered_name(sweep.input_corruption, sweep.model.family) == "cifar10-lstm-sweep-autoencoder"
 
 
