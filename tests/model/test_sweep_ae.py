@@ -42,10 +42,11 @@ def test_the_code_has_code_size_floats_and_the_output_the_input_shape(patch: int
     assert out.shape == (3, 32, 96) and out.min() >= 0 and out.max() <= 1
 
 
-def test_the_decoder_reads_the_code_and_nothing_else() -> None:
+@pytest.mark.parametrize("blocks", [1, 2])  # the default's one sweep block, the preset's two
+def test_the_decoder_reads_the_code_and_nothing_else(blocks: int) -> None:
     """An input change that leaves the code as it is cannot change the output: add to an image a
     direction the encoder's kernel does not see (orthogonal to all its columns)."""
-    model = with_random_correction(build_sweep_autoencoder(TINY))
+    model = with_random_correction(build_sweep_autoencoder(TINY.model_copy(update={"blocks": blocks})))
     x = images(2)
     kernel = keras.ops.convert_to_numpy(model.get_layer("code").kernel).astype(np.float64)
     direction = np.random.default_rng(2).normal(size=(2, 3072))
