@@ -83,8 +83,9 @@ def test_the_autoencoder_preset_is_the_lstm_default_of_before_and_sweep_ae_the_3
     )
     assert (old.train.max_epochs, old.train.batch_size, old.train.learning_rate) == (8, 64, 0.003)
     sweep = load_config(PARAMS, preset="sweep_ae")
-    assert sweep.model.family == default.model.family == "sweep_ae"
-    assert sweep.model.sweep == default.model.sweep.model_copy(update={"blocks": 2, "linear_rate": 0.0})
+    two_blocks = default.model.sweep.model_copy(update={"blocks": 2, "linear_rate": 0.0})
+    assert sweep.model == default.model.model_copy(update={"sweep": two_blocks})
+    assert sweep.model.family == "sweep_ae"
     assert (sweep.train.max_epochs, sweep.train.batch_size, sweep.train.learning_rate) == (10, 32, 0.006)
     assert registered_name(sweep.input_corruption, sweep.model.family) == "cifar10-lstm-sweep-autoencoder"
 
