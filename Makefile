@@ -31,12 +31,13 @@ repro: install                ## run the whole pipeline on params.yaml (composed
 smoke: install                ## the whole pipeline on 2,000 + 500 real images in minutes (conf/preset/smoke.yaml)
 	dvc exp run -S preset=smoke
 
-# Two pytest-xdist workers: most slow tests wait on one thing at a time (a Python start,
-# TensorFlow's import, a tiny model), so two at once cut CI time on two cores. Each test file
-# runs whole on one worker (--dist loadfile), so a module fixture is built once and tests that
-# build on one another keep their order.
+# Three pytest-xdist workers on two cores: the slow tests spend part of their time waiting (on a
+# server that starts, a queue that is polled, a child process), and a third worker fills those
+# gaps. Each test file runs whole on one worker (--dist loadfile), so a module fixture is built
+# once and tests that build on one another keep their order; tests/conftest.py hands out the
+# longest files first.
 test: install                 ## every test, the end-to-end pipeline runs included
-	pytest -n 2 --dist loadfile
+	pytest -n 3 --dist loadfile
 
 test-fast: install            ## unit tests only
 	pytest -m "not slow"

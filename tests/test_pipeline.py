@@ -1,133 +1,31 @@
 """End to end: the real `dvc repro` in a copy of this repository, on archives in the official format.
 
-These run the actual stages as subprocesses (as a user would), so they are marked slow.
+These run the actual stages as subprocesses (as a user would), so they are marked slow. The presets'
+experiments are in test_preset_experiments.py, the report's model on the mirror in test_mirror_subset.py.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
-import os
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
-import yaml
-from dvc.utils.hydra import compose_and_dump
 
-from lstm_ae.config import Config, load_config
-from lstm_ae.tracking.runs import flatten_params
-from tests.helpers.archives import make_archive, official_contents
+from tests.helpers.repos import REPO, project_runs, set_keys, sh, tiny_project, tool_env
 from tests.helpers.servers import model_server, post_json
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-MIRROR_TOOL = REPO.parent / "shared" / "cifar10" / "build_tarball.py"
-# The default family (the sweep autoencoder) with an 8-float code, and a small LSTM autoencoder for
-# the presets that choose it.
-TINY_MODEL = {
-    "model.sweep.code_size": 8,
-    "model.sweep.features": 4,
-    "model.sweep.units": 4,
-    "model.sweep.patch": 4,
-    "model.encoder_widths": [16, 8],
-    "model.decoder_widths": [8],
-    "train.max_epochs": 2,
-}
 SWEEP = "cifar10-lstm-sweep-autoencoder"
-PRESETS = sorted(p.stem for p in (REPO / "conf" / "preset").glob("*.yaml"))
-
-
-def tracking_params(cfg: Config) -> dict[str, object]:
-    """The settings as MLflow records them (dotted keys, lists for tuples), as plain values."""
-    return flatten_params(cfg.model_dump(mode="json"))
-
-
-def tool_env() -> dict[str, str]:
-    """This interpreter's bin folder first, so `python` and `dvc` are the ones under test."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def sh(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=project, env=tool_env(), capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-        )
-    return result
-
-
-def copy_project(dest: Path) -> Path:
-    """A fresh git repository holding the tracked and untracked-but-not-ignored files of this one."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for name in listed:
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    sh(dest, "git", "init", "-q")
-    sh(dest, "git", "config", "user.email", "test@lstm-ae")
-    sh(dest, "git", "config", "user.name", "lstm-ae tests")
-    commit(dest, "copy of the project under test")
-    return dest
-
-
-def commit(project: Path, message: str) -> None:
-    sh(project, "git", "add", "-A")
-    sh(project, "git", "commit", "-qm", message, "--allow-empty")
-
-
-def set_keys(path: Path, values: dict[str, object]) -> None:
-    """Set dotted keys in a YAML settings file, as a user editing it would."""
-    settings = yaml.safe_load(path.read_text())
-    for dotted, value in values.items():
-        *parents, leaf = dotted.split(".")
-        section = settings
-        for key in parents:
-            section = section[key]
-        section[leaf] = value
-    path.write_text(yaml.safe_dump(settings, sort_keys=False))
-
-
-def set_params(project: Path, values: dict[str, object]) -> None:
-    """Edit conf/config.yaml as a user changes a setting for good, and compose params.yaml from it as
-    `dvc exp run` does, so both plain `dvc repro` and later experiments use the values."""
-    set_keys(project / "conf" / "config.yaml", values)
-    compose_and_dump(project / "params.yaml", str(project / "conf"), None, "config", str(project), [])
-
-
-def md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-def project_runs(project: Path) -> list[mlflow.entities.Run]:
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    return mlflow.search_runs(experiment_names=["cifar10-lstm-autoencoder"], output_format="list")
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project copy after one `dvc repro` on a tiny archive (40 images a batch) and a tiny model."""
-    project = copy_project(tmp_path_factory.mktemp("project"))
-    archive = make_archive(
-        tmp_path_factory.mktemp("archive") / "tiny.tar.gz", official_contents(per_batch=40)
-    )
-    set_params(
-        project,
-        {"fetch.url": str(archive), "fetch.md5": md5(archive), "eda.scatter_samples": 500, **TINY_MODEL},
-    )
-    commit(project, "tiny settings")
+    project = tiny_project(tmp_path_factory.mktemp("project"), tmp_path_factory.mktemp("archive"))
     sh(project, "dvc", "repro")
     return project
 
@@ -382,112 +280,3 @@ def test_exp_run_with_a_restoration_task_retrains_and_reports_the_floor(pipeline
         "train.schedule",
         "train.global_clipnorm",
     ]
-
-
-def is_param(column: str) -> bool:
-    """A column of `dvc exp show` that holds a key of params.yaml a stage lists (a section listed
-    whole, such as model.restorer, shows as one column per key)."""
-    return any(column == key or column.startswith(f"{key}.") for key in PARAM_KEYS)
-
-
-def shown_params(project: Path, experiment: str) -> dict[str, object]:
-    """The params.yaml columns of one experiment's row in `dvc exp show --csv`, read as YAML values
-    (the CSV leaves a null empty)."""
-    table = list(csv.DictReader(io.StringIO(sh(project, "dvc", "exp", "show", "--csv").stdout)))
-    (row,) = [r for r in table if r["Experiment"] == experiment]
-    return {
-        key: None if value == "" else yaml.safe_load(value) for key, value in row.items() if is_param(key)
-    }
-
-
-def logged_value(text: str) -> object:
-    """An MLflow param read back as a value: MLflow stores str(value), so null is 'None'."""
-    return None if text == "None" else yaml.safe_load(text)
-
-
-# The keys the pipeline's stages list in dvc.yaml: what `dvc exp show` has columns for.
-PARAM_KEYS = {
-    key
-    for stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].values()
-    for key in stage["params"]
-}
-
-
-# Each preset as `dvc exp run -S preset=NAME` runs it, and one with the user's -S on top. The
-# report's 200 epochs at patience 10 run to the end on the tiny data (7.5 minutes): 2 on top.
-PRESET_RUNS = [
-    [f"preset={name}", "train.max_epochs=2"] if name == "report" else [f"preset={name}"] for name in PRESETS
-] + [["preset=smoke", "train.max_epochs=3"]]
-
-
-@pytest.mark.parametrize("overrides", PRESET_RUNS, ids=["+".join(o) for o in PRESET_RUNS])
-def test_dvc_exp_show_lists_what_each_preset_experiment_ran(pipeline: Path, overrides: list[str]) -> None:
-    """What `dvc exp show` lists == the run's MLflow params == the settings the stage loaded, for each
-    preset, and a -S given on top of a preset wins over it. Up to train: evaluate reads no model setting.
-    The model is shrunk for time in the fixture's conf/config.yaml only where a preset names no value,
-    so every value a preset sets is the preset's own."""
-    name = "exp-" + "-".join(o.replace("=", "").replace(".", "").replace("_", "") for o in overrides)
-    args = [arg for override in overrides for arg in ("-S", override)]
-    sh(pipeline, "dvc", "exp", "run", "train", "--name", name, *args)
-    loaded = tracking_params(load_config(pipeline / "params.yaml"))
-    (run,) = [r for r in project_runs(pipeline) if r.data.tags.get("dvc_exp_name") == name]
-    shown = shown_params(pipeline, name)
-    assert shown.keys() == {key for key in loaded if is_param(key)}
-    for key, value in shown.items():
-        assert value == loaded[key], f"{key}: dvc exp show says {value!r}, the stage loaded {loaded[key]!r}"
-        assert logged_value(run.data.params[key]) == loaded[key], (
-            f"{key}: MLflow has {run.data.params[key]!r}"
-        )
-    for override in overrides[1:]:  # the user's -S on top of the preset
-        key, value = override.split("=")
-        assert loaded[key] == yaml.safe_load(value)
-
-
-def test_pipeline_on_a_real_cifar10_subset_from_the_mirror(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The report's architecture on 2,000/500 real images, through the mirror option users have."""
-    if not MIRROR_TOOL.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{MIRROR_TOOL} is missing; CI must run the pipeline on the CIFAR-10 mirror")
-        pytest.skip(f"no CIFAR-10 mirror at {MIRROR_TOOL}")
-    archive = tmp_path_factory.mktemp("mirror") / "cifar-10-subset.tar.gz"
-    subprocess.run(
-        [sys.executable, str(MIRROR_TOOL), str(archive), "--limit-train", "2000", "--limit-test", "500"],
-        check=True,
-        capture_output=True,
-    )
-    project = copy_project(tmp_path_factory.mktemp("mirror-project"))
-    # The report's architecture, set the way the README's "report's recipe" command sets it.
-    sh(
-        project,
-        "dvc",
-        "exp",
-        "run",
-        "-S",
-        f"fetch.url={archive.as_uri()}",
-        "-S",
-        f"fetch.md5={md5(archive)}",
-        "-S",
-        "model.family=autoencoder",
-        "-S",
-        "model.encoder_widths=[512,256]",
-        "-S",
-        "model.decoder_widths=[256]",
-        "-S",
-        "model.head=lstm",
-        "-S",
-        "model.bidirectional=false",
-        "-S",
-        "model.row_index=false",
-        "-S",
-        "train.max_epochs=3",
-    )
-    metrics = json.loads((project / "reports/metrics.json").read_text())
-    eda = json.loads((project / "reports/eda/metrics.json").read_text())
-    assert abs(eda["brightness_mean"] - 0.47) < 0.02 and abs(eda["brightness_var"] - 0.063) < 0.01
-    # Three short epochs on 1,600 images must already beat predicting the mean image.
-    assert metrics["test_mse"] < metrics["mean_image_test_mse"]
-    (run,) = project_runs(project)
-    assert (
-        run.data.params["model.encoder_widths"] == "[512, 256]"
-        and run.data.params["param_count"] == "2695552"
-    )

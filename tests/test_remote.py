@@ -18,9 +18,9 @@ import pytest
 
 from lstm_ae.hardware import tensorflow_requirement
 from tests.helpers.archives import make_archive, official_contents
+from tests.helpers.repos import commit, copy_project, md5, project_runs, set_params, sh, tool_env
 from tests.helpers.servers import model_server, post_json
 from tests.helpers.sshd import SSHD, SSHServer, ssh_server
-from tests.test_pipeline import commit, copy_project, md5, project_runs, set_params, sh, tool_env
 
 pytestmark = pytest.mark.slow
 

@@ -28,9 +28,9 @@ from tests.helpers.archives import make_archive, official_contents
 from tests.helpers.mlflow_load import EPOCH_METRICS, check_store, log_runs
 from tests.helpers.postgres import Cluster, require_postgres, throwaway_postgres
 from tests.helpers.projects import cli_env, make_tiny_project
+from tests.helpers.repos import TINY_MODEL, commit, copy_project, md5, set_params, tool_env
 from tests.helpers.servers import TrackingServer, free_port, model_server, post_json
 from tests.helpers.studies import assert_one_child_run_per_trial, load_study, make_project
-from tests.test_pipeline import TINY_MODEL, commit, copy_project, md5, set_params, tool_env
 from tests.test_ui import assert_runs_table, lstm_ae, printed_runs_link, render, ui_url
 
 pytestmark = pytest.mark.slow
