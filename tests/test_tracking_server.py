@@ -24,11 +24,10 @@ from optuna.trial import TrialState
 from lstm_ae.model.saved import load_model
 from lstm_ae.paths import HISTORY, LOSS_FIGURE, MODEL, RUN_INFO, SERVED_MODEL, TUNE_BEST, TUNE_SUMMARY
 from lstm_ae.tracking import curves, health, runs, store, ui, unsent
-from tests.helpers.archives import make_archive, official_contents
 from tests.helpers.mlflow_load import EPOCH_METRICS, check_store, log_runs
 from tests.helpers.postgres import Cluster, require_postgres, throwaway_postgres
 from tests.helpers.projects import cli_env, make_tiny_project
-from tests.helpers.repos import TINY_MODEL, commit, copy_project, md5, set_params, tool_env
+from tests.helpers.repos import tiny_project, tool_env
 from tests.helpers.servers import TrackingServer, free_port, model_server, post_json
 from tests.helpers.studies import assert_one_child_run_per_trial, load_study, make_project
 from tests.test_ui import assert_runs_table, lstm_ae, printed_runs_link, render, ui_url
@@ -121,13 +120,7 @@ def on_server(project: Path, server: TrackingServer, *args: str) -> subprocess.C
 @pytest.fixture(scope="module")
 def pipeline(server: TrackingServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project copy after `dvc repro` on a tiny archive, logging to the server."""
-    project = copy_project(tmp_path_factory.mktemp("project"))
-    archive = make_archive(
-        tmp_path_factory.mktemp("archive") / "tiny.tar.gz", official_contents(per_batch=40)
-    )
-    settings = {"fetch.url": str(archive), "fetch.md5": md5(archive), "eda.scatter_samples": 500}
-    set_params(project, {**settings, **TINY_MODEL})
-    commit(project, "tiny settings")
+    project = tiny_project(tmp_path_factory.mktemp("project"), tmp_path_factory.mktemp("archive"))
     on_server(project, server, "dvc", "repro")
     return project
 
