@@ -31,21 +31,22 @@ def restore_signal_handling() -> Iterator[None]:
     sys.unraisablehook = hook
 
 
-# The longest test files, longest first, by the sums of pytest's --durations list in CI (about 480 s
-# down to 40 s on two cores; docs/development.md, "Tests"). Refresh it when a file's time changes
-# much: a wrong order costs minutes of CI, never a result.
+# The longest test files, longest first, by the sums of pytest's --durations=80 list in a CI run
+# on three workers (2026-12-05: 646 s for test_workers down to 69 s; docs/development.md, "Tests").
+# Refresh it when a file's time changes much: a wrong order costs minutes of CI, never a result.
 LONGEST_FIRST = (
     "tests/tuning/test_workers.py",
     "tests/test_tracking_server.py",
     "tests/test_preset_experiments.py",
     "tests/stages/test_tune.py",
     "tests/test_pipeline.py",
-    "tests/test_mirror_subset.py",
     "tests/test_ui.py",
+    "tests/model/test_fit.py",
+    "tests/test_mirror_subset.py",
     "tests/test_mlproject.py",
+    "tests/stages/test_train.py",
     "tests/test_remote.py",
     "tests/serving/test_model_logged_before_the_move.py",
-    "tests/stages/test_train.py",
 )
 
 
