@@ -129,6 +129,12 @@ def test_every_training_run_carries_the_device_tag(device) -> None:
     assert runs.run_tags("ab" * 16)["device"] == "GPU: NVIDIA H200"
 
 
+def test_a_run_that_trains_nothing_is_tagged_without_asking_tensorflow(monkeypatch) -> None:
+    """A study's run: its trials train elsewhere, and its process never imports TensorFlow."""
+    monkeypatch.setattr(hardware, "training_device", lambda: pytest.fail("asked for the device"))
+    assert "device" not in runs.run_tags("ab" * 16, trains=False)
+
+
 def test_pins_from_a_pip_report_leave_out_what_a_venv_brings() -> None:
     report = {
         "install": [

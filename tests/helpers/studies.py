@@ -113,20 +113,19 @@ def start_tune(project: Path, *options: str) -> subprocess.Popen:
     )
 
 
-def wait_for_trials(
-    process: subprocess.Popen, study: Callable[[], optuna.Study], *states: TrialState
-) -> list:
-    """Poll the study until it holds a trial in each of ``states``; the trials then RUNNING."""
+def wait_for_trials(process: subprocess.Popen, study: Callable[[], optuna.Study], complete: int = 0) -> list:
+    """Poll the study until a trial runs and at least ``complete`` trials are COMPLETE; the
+    trials then RUNNING."""
     started = time.monotonic()
     while time.monotonic() < started + 300 and process.poll() is None:
         with contextlib.suppress(KeyError):  # the study is not created yet
             trials = study().trials
             running = [t for t in trials if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
-            if running and set(states) <= {t.state for t in trials}:
+            if running and sum(t.state == TrialState.COMPLETE for t in trials) >= complete:
                 return running
         time.sleep(0.3)
     raise AssertionError(
-        f"no trial running beside {states or 'nothing'} seen in {time.monotonic() - started:.0f} s; "
+        f"no trial running beside {complete} complete one(s) seen in {time.monotonic() - started:.0f} s; "
         f"the command's exit status: {process.poll()}. "
         f"Trials: {_describe(study)}. Its stderr ends:\n{_stderr_tail(process)}"
     )

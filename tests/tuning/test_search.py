@@ -1,4 +1,5 @@
-"""The tuning core: trial -> configs, work split, pruning callback, best-trial command, study figures."""
+"""The search space and the study's bookkeeping: trial -> configs, storage, best-trial command,
+study figures."""
 
 from __future__ import annotations
 
@@ -142,42 +143,6 @@ def test_a_database_that_cannot_be_opened_is_one_line_naming_tune_storage(
 def test_redact_hides_the_password_of_a_storage_url() -> None:
     assert search.redact("postgresql://me:s3cret@db/optuna") == "postgresql://me:***@db/optuna"
     assert search.redact("optuna-journal.log") == "optuna-journal.log"
-
-
-class FakeTrial:
-    """Records reports; prunes when told to."""
-
-    def __init__(self, prune: bool) -> None:
-        self.prune, self.reports = prune, []
-
-    def report(self, value: float, step: int) -> None:
-        self.reports.append((step, value))
-
-    def should_prune(self) -> bool:
-        return self.prune
-
-
-def test_pruning_callback_reports_each_epoch_and_raises_when_pruned() -> None:
-    keep = FakeTrial(prune=False)
-    search.PruningCallback(keep).on_epoch_end(0, {"val_loss": 0.5})
-    search.PruningCallback(keep).on_epoch_end(1, {"val_loss": 0.4})
-    assert keep.reports == [(1, 0.5), (2, 0.4)]
-    with pytest.raises(optuna.TrialPruned, match="after epoch 3"):
-        search.PruningCallback(FakeTrial(prune=True)).on_epoch_end(2, {"val_loss": 0.4})
-
-
-def test_the_last_epoch_is_reported_but_never_pruned() -> None:
-    trial = FakeTrial(prune=True)
-    search.PruningCallback(trial, last_epoch=3).on_epoch_end(2, {"val_loss": 0.4})
-    assert trial.reports == [(3, 0.4)]
-    with pytest.raises(optuna.TrialPruned):
-        search.PruningCallback(trial, last_epoch=3).on_epoch_end(1, {"val_loss": 0.4})
-
-
-def test_a_nan_loss_is_not_reported_so_the_trial_fails_instead_of_being_pruned() -> None:
-    trial = FakeTrial(prune=True)
-    search.PruningCallback(trial).on_epoch_end(0, {"val_loss": float("nan")})
-    assert trial.reports == []
 
 
 def finished_study(values: list[float | None], states: list[TrialState] | None = None) -> optuna.Study:

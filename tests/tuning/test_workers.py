@@ -7,7 +7,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
-import math
 import os
 import signal
 import subprocess
@@ -21,7 +20,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from lstm_ae import startup
 from lstm_ae.config import load_config
 from lstm_ae.paths import TUNE_SUMMARY
 from lstm_ae.stages import tune as tune_stage
@@ -42,39 +40,36 @@ from tests.helpers.studies import (
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("signum", "to_group"),
-    [(signal.SIGINT, True), (signal.SIGTERM, False)],
-    ids=["ctrl-c", "sigterm-to-runner"],
-)
-def test_an_interrupt_keeps_finished_trials_and_the_same_command_continues(
-    signum: int, to_group: bool, tmp_path: Path
-) -> None:
+def test_an_interrupt_keeps_finished_trials_and_the_same_command_continues(tmp_path: Path) -> None:
     """Ctrl-C reaches the whole process group; `kill` (SIGTERM) reaches the runner only, which
-    passes it on to its workers."""
-    project = make_project(tmp_path, n_trials=4, max_epochs=30, pruner="none")
-    process = start_tune(project, "--workers", "2")
-    try:
-        wait_for_trials(process, lambda: load_study(project), TrialState.COMPLETE)
-        os.killpg(process.pid, signum) if to_group else process.send_signal(signum)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 128 + signum, stderr
-    assert f"interrupted ({signal.Signals(signum).name})" in stderr
-    assert "run the same command to continue" in stderr and "Traceback" not in stderr
-    study = load_study(project)
-    kept = search.finished_trials(study)
-    assert 1 <= kept < 4
-    assert TrialState.RUNNING not in [t.state for t in study.trials]
-    parents, children = split_runs(mlflow_runs(project))
-    assert parents[0].info.status == "KILLED"
-    assert "KILLED" in {r.info.status for r in children}
-    assert "RUNNING" not in {r.info.status for r in children}
+    passes it on to its workers. One study takes both, one after the other (the second in the
+    command that continued after the first), and the same command then finishes it."""
+    project = make_project(tmp_path, n_trials=6, max_epochs=30, pruner="none")
+    kept, killed = 0, 0
+    for signum, to_group in ((signal.SIGINT, True), (signal.SIGTERM, False)):
+        process = start_tune(project, "--workers", "2")
+        try:
+            wait_for_trials(process, lambda: load_study(project), complete=kept + 1)
+            os.killpg(process.pid, signum) if to_group else process.send_signal(signum)
+            _, stderr = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+        assert process.returncode == 128 + signum, stderr
+        assert f"interrupted ({signal.Signals(signum).name})" in stderr
+        assert "run the same command to continue" in stderr and "Traceback" not in stderr
+        study = load_study(project)
+        assert kept < search.finished_trials(study) < 6  # this command's finished trials are kept
+        kept = search.finished_trials(study)
+        assert TrialState.RUNNING not in [t.state for t in study.trials]
+        parents, children = split_runs(mlflow_runs(project))
+        assert len(parents) == 1 and parents[0].info.status == "KILLED"
+        statuses = [r.info.status for r in children]
+        assert statuses.count("KILLED") > killed and "RUNNING" not in statuses
+        killed = statuses.count("KILLED")
 
-    tune_cli(project, "--workers", "2")  # the same command as before the interrupt
-    assert search.finished_trials(load_study(project)) == 4
+    tune_cli(project, "--workers", "2")  # the same command as before the interrupts
+    assert search.finished_trials(load_study(project)) == 6
 
 
 @pytest.mark.slow
@@ -242,40 +237,6 @@ def test_a_worker_that_fails_on_its_own_stops_new_starts_and_hands_back_its_tria
     assert pool.next_batch() == 0
 
 
-def interrupt_while_recording(study: optuna.Study, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Send this process SIGINT as Optuna starts writing a finished trial's state, as the
-    Ctrl-C in a CI run did (it landed in the journal's fsync)."""
-    record = study._storage.set_trial_state_values
-
-    def interrupted(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)  # the handler runs at the next bytecode, inside this call
-        return record(*args, **kwargs)
-
-    monkeypatch.setattr(study._storage, "set_trial_state_values", interrupted)
-
-
-def test_a_ctrl_c_while_optuna_records_a_trial_waits_until_it_is_recorded(
-    restore_signal_handling, monkeypatch
-) -> None:
-    startup.handle_signals()
-    study = optuna.create_study()
-    interrupt_while_recording(study, monkeypatch)
-    with pytest.raises(KeyboardInterrupt):
-        workers.optimize(study, lambda trial: 0.5, n_trials=3, study_size=3, deadline=math.inf)
-    assert [(t.state, t.value) for t in study.trials] == [(TrialState.COMPLETE, 0.5)]  # and no second trial
-
-
-def test_without_holding_the_signal_optuna_breaks_on_it(restore_signal_handling, monkeypatch) -> None:
-    """The control: Python's own handler raises inside Optuna's bookkeeping; Optuna 5.0 then
-    fails on its own unbound variable and leaves the finished trial RUNNING."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, whatever ran before
-    study = optuna.create_study()
-    interrupt_while_recording(study, monkeypatch)
-    with pytest.raises(UnboundLocalError, match="updated_state"):
-        study.optimize(lambda trial: 0.5, n_trials=3)
-    assert [t.state for t in study.trials] == [TrialState.RUNNING]
-
-
 # --- a real PostgreSQL server, several workers at once ------------------------------------
 
 
@@ -329,7 +290,7 @@ def test_four_workers_on_postgresql_record_every_trial_once(tmp_path: Path, post
 @pytest.mark.slow
 def test_two_commands_at_once_share_one_postgresql_study(tmp_path: Path, postgres_url: str) -> None:
     """As on two machines: both fill one study; neither loses nor repeats a trial."""
-    project = make_project(tmp_path, n_trials=6, workers=2, storage=postgres_url, study_name="pg-shared")
+    project = make_project(tmp_path, n_trials=6, workers=1, storage=postgres_url, study_name="pg-shared")
     tune_cli(project, "--n-trials", "1", "--workers", "1")  # creates the study and its parent run
     env = cli_env()
     command = [sys.executable, "-m", "lstm_ae", "tune"]
@@ -341,8 +302,9 @@ def test_two_commands_at_once_share_one_postgresql_study(tmp_path: Path, postgre
         assert process.returncode == 0, stderr
     study = load_study(project, "pg-shared", postgres_url)
     # Each command re-reads the study before every trial, so it stops at 6 finished trials,
-    # give or take the trials the other command had running at that moment (at most 2).
-    assert 6 <= len(study.trials) <= 8
+    # give or take the trial the other command had running at that moment (one worker each:
+    # four worker processes on two cores only slowed the test; four at once is the test above).
+    assert 6 <= len(study.trials) <= 7
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     parents, children = split_runs(mlflow_runs(project))
     assert len(parents) == 1

@@ -158,7 +158,7 @@ def run(cfg: Config, isolate: bool = True, progress: bool = False) -> dict:
     fail_orphans(study, "no longer exists")
 
     tags = {
-        **runs.run_tags(data_md5),
+        **runs.run_tags(data_md5, trains=False),  # each trial's run has the device
         **runs.task_tags(cfg.input_corruption),
         "optuna.study_name": tune.study_name,
         "optuna.storage": search.redact(tune.storage),

@@ -47,9 +47,15 @@ def git_commit(root: Path) -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
-def run_tags(archive_md5: str) -> dict[str, str]:
-    """Tags that tie a run to its code, its data, its DVC experiment and the device it trains on."""
-    tags = {"data_md5": archive_md5, "device": hardware.training_device()}
+def run_tags(archive_md5: str, *, trains: bool = True) -> dict[str, str]:
+    """Tags that tie a run to its code, its data, its DVC experiment and the device it trains on.
+
+    A run that trains nothing itself (a study's run: its trials train, in other processes) has no
+    `device`: finding it would import TensorFlow into a process that otherwise never needs it.
+    """
+    tags = {"data_md5": archive_md5}
+    if trains:
+        tags["device"] = hardware.training_device()
     commit = git_commit(Path.cwd())
     if commit:
         tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")

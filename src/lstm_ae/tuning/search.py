@@ -1,15 +1,12 @@
-"""Optuna search space and objective; a trial is turned into the same configs that `train` uses.
+"""The Optuna search space and the study's bookkeeping: storage, sampler, pruner and reports.
 
-Nothing here talks to MLflow or reads files: the stage injects tracking (as a context manager
-that yields Keras callbacks) and the data, so the objective is the training code plus a search
-space, as in optuna-examples.
+A trial's parameters are turned into the same configs that `train` uses. Nothing here imports
+Keras (the objective that trains a trial is lstm_ae.tuning.objective), so the command that runs
+a study and only supervises its worker processes starts without TensorFlow.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import math
 import re
 import shlex
 import time
@@ -18,7 +15,6 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 import optuna
 import sqlalchemy
@@ -26,19 +22,11 @@ from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
 from lstm_ae.config import Config, ModelConfig, SearchSpace, TrainConfig
-from lstm_ae.data.corruption import Corruption
 from lstm_ae.errors import UserError
-from lstm_ae.model.build import build_model
-from lstm_ae.model.fit import IDENTITY, fit
 from lstm_ae.tracking.databases import with_installed_driver
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
-# A tracker wraps one trial: it receives the trial and its configs, yields the Keras callbacks
-# to add (per-epoch logging) and a dict that the objective fills with the trial's final metrics.
-Tracker = Callable[
-    [optuna.Trial, ModelConfig, TrainConfig], contextlib.AbstractContextManager[tuple[list, dict]]
-]
 # Called with a trial that Optuna's heartbeat found silent and failed.
 StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -219,87 +207,12 @@ def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-# Not optuna_integration's KerasPruningCallback: 0-based steps; it prunes on NaN and on the last epoch.
-class PruningCallback(keras.callbacks.Callback):
-    """Report each epoch's validation loss to Optuna and stop the fit if the pruner says so.
-
-    The last epoch is reported but never pruned: stopping then saves nothing and would throw
-    away a finished trial's result.
-    """
-
-    def __init__(self, trial: optuna.Trial, last_epoch: int | None = None) -> None:
-        super().__init__()
-        self.trial, self.last_epoch = trial, last_epoch
-
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        val_loss = (logs or {}).get("val_loss")
-        if val_loss is None or not math.isfinite(val_loss):
-            return  # a NaN loss is TerminateOnNaN's business: the trial fails, it is not pruned
-        self.trial.report(float(val_loss), step=epoch + 1)
-        if epoch + 1 != self.last_epoch and self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (val_loss {val_loss:.5f})")
-
-
-class Objective:
-    """Validation MSE of one trial: build the model from the trial's config and fit it on the
-    task's (corrupted input, clean target) pairs.
-
-    The test split never reaches this object, so nothing is chosen on test data.
-    """
-
-    def __init__(
-        self,
-        x_train: np.ndarray,
-        x_val: np.ndarray,
-        space: SearchSpace,
-        train: TrainConfig,
-        max_epochs: int,
-        seed: int,
-        tracker: Tracker,
-        corruption: Corruption = IDENTITY,
-        precision: str = "float32",
-        base: ModelConfig | None = None,
-    ) -> None:
-        self.x_train, self.x_val = x_train, x_val
-        self.space, self.train, self.max_epochs, self.seed = space, train, max_epochs, seed
-        self.tracker, self.corruption, self.precision, self.base = tracker, corruption, precision, base
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        family = self.base.family if self.base is not None else "autoencoder"
-        params = suggest_params(trial, self.space, family)
-        model_cfg, train_cfg = configs_from_params(
-            params, self.train, self.max_epochs, self.precision, self.base
-        )
-        keras.utils.set_random_seed(self.seed + trial.number)
-        with self.tracker(trial, model_cfg, train_cfg) as (callbacks, results), _fresh_keras():
-            model = build_model(model_cfg, self.x_train, self.seed)
-            # Tracking callbacks first: a pruned epoch must still be logged before the fit stops.
-            pruning = PruningCallback(trial, train_cfg.max_epochs)
-            history = fit(
-                model,
-                self.x_train,
-                self.x_val,
-                train_cfg,
-                callbacks=[*callbacks, pruning],
-                verbose=0,
-                corruption=self.corruption,
-                seed=self.seed,
-            )
-            value = min(history["val_loss"])
-            results.update(
-                {"val_mse": value, "epochs": len(history["val_loss"]), "param_count": model.count_params()}
-            )
-            return value
-
-
-@contextlib.contextmanager
-def _fresh_keras() -> Iterator[None]:
-    """Free the trial's graph and weights afterwards, so memory stays flat over many trials."""
+def best_trial_or_none(study: optuna.Study) -> FrozenTrial | None:
+    """The best complete trial so far, or None before the first one completes."""
     try:
-        yield
-    finally:
-        keras.backend.clear_session()
-        gc.collect()
+        return study.best_trial
+    except ValueError:  # no complete trial yet
+        return None
 
 
 def trial_epochs(study: optuna.Study) -> int:

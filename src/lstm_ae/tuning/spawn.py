@@ -2,7 +2,7 @@
 
 Unpickling a :class:`WorkerJob` in the new process imports this module, the config and
 lstm_ae.startup, and no TensorFlow (so no banner) before :func:`tune_worker` mutes the import.
-The trials themselves run in lstm_ae.tuning.workers.
+The trials themselves run in lstm_ae.tuning.trials.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the config module is imported where a job is made or unpick
 class WorkerJob:
     """What one spawned tuning process is asked to do, pickled to it by multiprocessing.
 
-    It lives here, not in lstm_ae.tuning.workers, so that unpickling it in the new process
+    It lives here, not in lstm_ae.tuning.trials, so that unpickling it in the new process
     imports no TensorFlow (and prints no banner) before :func:`tune_worker` mutes the import.
     Frozen: the runner makes each process's job from one template with ``dataclasses.replace``,
     and no process can change what another was given.
@@ -47,6 +47,6 @@ def tune_worker(job: WorkerJob) -> None:
     """
     handle_signals()
     try:
-        import_quietly("lstm_ae.tuning.workers").work(job)
+        import_quietly("lstm_ae.tuning.trials").work(job)
     except KeyboardInterrupt as exc:
         sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
