@@ -227,6 +227,16 @@ def test_each_new_process_gets_its_share_of_what_the_command_and_the_study_still
     assert pool.next_batch() == 0
 
 
+def test_no_process_starts_for_the_trials_another_command_is_running() -> None:
+    """With the study's last trial running elsewhere, a new process would find the study full and
+    exit at once, and the runner would start another in its place, until that trial ended."""
+    study = optuna.create_study()
+    study.tell(study.ask(), 0.5)
+    study.ask().set_user_attr("worker", "another-host:1")
+    assert a_pool(study, 2, workers=2, trials_per_process=1, n_trials=2).next_batch() == 0
+    assert a_pool(study, 2, workers=2, trials_per_process=1, n_trials=3).next_batch() == 1
+
+
 def test_a_worker_that_fails_on_its_own_stops_new_starts_and_hands_back_its_trials() -> None:
     study = optuna.create_study()
     pool = a_pool(study, 6, workers=2, trials_per_process=3, n_trials=6)

@@ -203,12 +203,22 @@ class _Pool:
         """Trials for a new worker process; 0 once this command needs no more.
 
         After a worker failed nothing new starts: the command is about to stop with its error.
-        The study is read again each time, as workers on other machines add to it.
+        The study is read again each time, as workers on other machines add to it. Trials other
+        commands are running take their place too: a process started for one would find the
+        study full and exit, and another would replace it, until that trial ended. A trial whose
+        machine was lost (its heartbeat silent, database storages) is failed first, so that it
+        does not hold its place for ever.
         """
         if self.failed or time.monotonic() >= self.job.deadline:
             return 0
+        optuna.storages.fail_stale_trials(self.study)  # a no-op without a heartbeat
         tune = self.job.cfg.tune
-        free = tune.n_trials - search.finished_trials(self.study) - len(self.running)
+        elsewhere = [
+            t
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get("worker") not in self.ours
+        ]
+        free = tune.n_trials - search.finished_trials(self.study) - len(self.running) - len(elsewhere)
         return max(min(self.share, self.budget - self.started, free), 0)
 
     def fill(self) -> bool:
