@@ -131,6 +131,16 @@ class Sabotage(keras.callbacks.Callback):
             self.model.set_weights(weights)
 
 
+def test_the_training_step_is_traced_once_for_the_whole_fit(model: keras.Model) -> None:
+    """Adam's slots exist before the first step (compile_autoencoder builds them), so TensorFlow
+    traces the step once, not a second time for the variables its first call would create."""
+    traced = []
+    step = model.train_step
+    model.train_step = lambda data: traced.append(data) or step(data)
+    fit(model, gradients(40, 0), gradients(8, 1), train_config(max_epochs=2), verbose=0)  # 16, 16, 8 a batch
+    assert len(traced) == 1
+
+
 def test_early_stopping_stops_and_restores_the_best_weights(model: keras.Model) -> None:
     x_val = gradients(16, 1)
     cfg = train_config(max_epochs=6, patience=2)

@@ -93,11 +93,18 @@ def learning_rate(
 
 
 def compile_autoencoder(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> keras.Model:
-    """Adam on mean squared error, the report's objective; gradients clipped if ``cfg.global_clipnorm``."""
+    """Adam on mean squared error, the report's objective; gradients clipped if ``cfg.global_clipnorm``.
+
+    Adam's slots are built here, before the first step. Keras on TensorFlow otherwise creates
+    them inside the first call of its compiled training step, and a ``tf.function`` that
+    creates variables on its first call is traced twice (tensorflow/tensorflow#48851): for these
+    LSTMs that is seconds of CPU at the start of every run and every tuning trial, for nothing.
+    """
     optimizer = keras.optimizers.Adam(
         learning_rate=learning_rate(cfg, steps_per_epoch), global_clipnorm=cfg.global_clipnorm
     )
     model.compile(optimizer=optimizer, loss="mse")
+    model.optimizer.build(model.trainable_variables)
     return model
 
 
